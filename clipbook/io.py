@@ -1,0 +1,66 @@
+"""Atomic file writes and run provenance (nothing half-written is ever left on disk)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write via ``write(tmp)`` into a temp file beside ``path``, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    def write(tmp: Path) -> None:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n")
+    return _atomic(Path(path), write)
+
+
+def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save`` to ``path`` atomically."""
+    return _atomic(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str:
+    """The current git commit (with ``-dirty`` if the tree has changes), or ``"unknown"``."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance() -> dict:
+    """Versions and machine facts recorded beside every stored result."""
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, torch threads {torch.get_num_threads()}",
+        "git_commit": git_commit(),
+    }

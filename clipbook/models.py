@@ -1,0 +1,75 @@
+"""The paper's networks. Classification models return logits (no output sigmoid)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+MODELS = ("mnist_mlp", "fashion_cnn", "regression_mlp")
+
+
+def mnist_mlp(hidden: int = 64) -> nn.Sequential:
+    """MNIST: 784-64-64-10 with sigmoid activations (Sec. 4.2). Input ``[N, 1, 28, 28]``, logits ``[N, 10]``."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, hidden), nn.Sigmoid(),
+        nn.Linear(hidden, hidden), nn.Sigmoid(),
+        nn.Linear(hidden, 10))
+
+
+def fashion_cnn() -> nn.Sequential:
+    """Fashion-MNIST: the "simple CNN" of Madry et al. (2018).
+
+    conv 32@5x5 (same padding), ReLU, max-pool 2, conv 64@5x5, ReLU, max-pool 2, fc 1024, ReLU, fc 10.
+    Input ``[N, 1, 28, 28]``, logits ``[N, 10]``.
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 1024), nn.ReLU(),
+        nn.Linear(1024, 10))
+
+
+def regression_mlp(widths: tuple[int, ...] = (500, 200, 100), output_sigmoid: bool = False) -> nn.Sequential:
+    """Regression (Sec. 4.1): 1-500-200-100-1 with sigmoid activations. Input ``[N, 1]``, output ``[N, 1]``.
+
+    The paper's network ends in a (non-negative) sigmoid, which is why its fits cannot follow the
+    negative noisy samples; ``output_sigmoid=False`` gives a linear last layer instead.
+    """
+    layers: list[nn.Module] = []
+    prev = 1
+    for w in widths:
+        layers += [nn.Linear(prev, w), nn.Sigmoid()]
+        prev = w
+    layers.append(nn.Linear(prev, 1))
+    if output_sigmoid:
+        layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers)
+
+
+INPUT_SHAPES = {"mnist_mlp": (1, 28, 28), "fashion_cnn": (1, 28, 28), "regression_mlp": (1,)}
+
+
+def build_model(name: str, seed: int | None = None) -> nn.Sequential:
+    """Build one of :data:`MODELS`, initialised from ``seed`` when given.
+
+    The model gets an ``input_shape`` attribute (one sample's shape) used by the layer-wise bound.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = {"mnist_mlp": mnist_mlp, "fashion_cnn": fashion_cnn, "regression_mlp": regression_mlp}[name]()
+    model.input_shape = INPUT_SHAPES[name]
+    return model
+
+
+def abs_network() -> nn.Sequential:
+    """|x| = ReLU(x) + ReLU(-x) as a 1-2-1 ReLU net: each layer has norm sqrt(2), so the product bound
+    (4) is 2 while the true Lipschitz constant is 1 (the paper's introductory example)."""
+    net = nn.Sequential(nn.Linear(1, 2, bias=False), nn.ReLU(), nn.Linear(2, 1, bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        net[2].weight.copy_(torch.tensor([[1.0, 1.0]]))
+    net.input_shape = (1,)
+    return net
