@@ -205,12 +205,14 @@ def conv2d_operator_norm(conv: nn.Conv2d, input_shape: tuple[int, int, int], ite
     def apply(v):
         return F.conv2d(v, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
 
-    out_h, out_w = apply(torch.zeros(1, c, h, wd)).shape[-2:]
+    natural = F.conv_transpose2d(apply(torch.zeros(1, c, h, wd)), w, None, conv.stride, conv.padding, 0,
+                                 conv.groups, conv.dilation).shape[-2:]
+    # output_padding restores the input rows/columns that a strided convolution reads but the natural
+    # transpose size leaves out, making ``adjoint`` the exact adjoint of ``apply``
+    out_pad = (h - natural[0], wd - natural[1])
 
     def adjoint(u):
-        y = F.conv_transpose2d(u, w, None, conv.stride, conv.padding, 0, conv.groups, conv.dilation)
-        # conv_transpose may produce a smaller map when stride does not divide evenly: pad to input size
-        return F.pad(y, (0, wd - y.shape[-1], 0, h - y.shape[-2]))
+        return F.conv_transpose2d(u, w, None, conv.stride, conv.padding, out_pad, conv.groups, conv.dilation)
 
     return linear_operator_norm(apply, adjoint, (c, h, wd), iters)
 

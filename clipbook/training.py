@@ -258,6 +258,35 @@ def _epoch_metrics(model: nn.Module, task, cfg: TrainConfig, g_eval_seed: int) -
     return out
 
 
+def clip_objective(model: nn.Module, task, xb: torch.Tensor, yb: torch.Tensor, pairs: "PairState", lam: float,
+                   fused: bool):
+    """CLIP's minibatch objective ``loss + lam * max_i L_i`` from ONE forward pass over batch and pairs.
+
+    With ``fused`` the pair inputs require gradients and the probe ``PROBE * sum_i L_i`` is added, so the
+    same backward pass also yields every pair's input gradient (see :func:`recover_pair_gradients`).
+    Returns ``(total, batch_outputs, quotients [n], argmax index, pair x, pair x')``.
+    """
+    b = len(xb)
+    px = pairs.x.detach().requires_grad_(fused)
+    pxp = pairs.x_prime.detach().requires_grad_(fused)
+    out = model(torch.cat([xb, px, pxp]))
+    q = pair_quotients(out[b:], px, pxp)
+    imax = int(q.argmax())
+    total = task.loss(out[:b], yb) + lam * q[imax]
+    if fused:
+        total = total + PROBE * q.sum()
+    return total, out[:b], q, imax, px, pxp
+
+
+def recover_pair_gradients(px: torch.Tensor, pxp: torch.Tensor, imax: int, lam: float):
+    """Input gradients ``grad_x L_i, grad_x' L_i`` after ``backward()`` of a fused :func:`clip_objective`:
+    pair ``i`` received ``(PROBE + lam [i = argmax]) * grad L_i``; divide that coefficient out."""
+    coef = torch.full((len(px),), PROBE)
+    coef[imax] += lam
+    c = coef.view(-1, *([1] * (px.ndim - 1)))
+    return px.grad / c, pxp.grad / c
+
+
 def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | None = None,
           desc: str = "train") -> TrainResult:
     """Train ``model`` in place with ``cfg`` on ``task`` (:class:`ClassificationTask` or :class:`RegressionTask`).
@@ -310,15 +339,7 @@ def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | Non
                 step = adversarial_update(model, pairs.x, pairs.x_prime, pairs.tau, cfg.tau_factor)
                 pairs = PairState(step.x, step.x_prime, step.tau, step.quotients)
             if pairs is not None:
-                px = pairs.x.detach().requires_grad_(cfg.fused)
-                pxp = pairs.x_prime.detach().requires_grad_(cfg.fused)
-                out = model(torch.cat([xb, px, pxp]))
-                ob = out[:b]
-                q = pair_quotients(out[b:], px, pxp)
-                imax = int(q.argmax())
-                total = task.loss(ob, yb) + lam * q[imax]
-                if cfg.fused:
-                    total = total + PROBE * q.sum()
+                total, ob, q, imax, px, pxp = clip_objective(model, task, xb, yb, pairs, lam, cfg.fused)
             else:
                 ob = model(xb)
                 total = task.loss(ob, yb)
@@ -328,10 +349,8 @@ def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | Non
             opt.zero_grad(set_to_none=True)
             total.backward()
             if pairs is not None and cfg.fused:
-                coef = torch.full_like(q, PROBE)
-                coef[imax] += lam
-                c = coef.view(-1, *([1] * (px.ndim - 1)))
-                pairs.advance_fused(q.detach(), px.grad / c, pxp.grad / c, cfg.tau_factor)
+                gx, gxp = recover_pair_gradients(px, pxp, imax, lam)
+                pairs.advance_fused(q.detach(), gx, gxp, cfg.tau_factor)
             elif pairs is not None:
                 pairs.q = q.detach()
             opt.step()
