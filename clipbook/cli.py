@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .data import DATASETS, DataNotFoundError
+from .data import DATASETS
 from .runner import DEFAULT_RESULTS, RunSpec, format_table1, is_done, load_results, run, table1, table1_specs
 from .training import METHODS
 
@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
     _common(p)
 
+    p = sub.add_parser("extras", help="(re)compute robustness curves and figure artifacts from cached checkpoints")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    p.add_argument("--force", action="store_true", help="also for results that have them")
+
     p = sub.add_parser("table", help="print Table 1 from stored results beside the paper's numbers")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
 
@@ -71,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"no results in {args.results}; run `python -m clipbook reproduce` first", file=sys.stderr)
                 return 1
             print(format_table1(rows))
+            return 0
+        if args.cmd == "extras":
+            from .runner import refresh_extras
+            for name in refresh_extras(args.results, args.force):
+                print(f"extras: {name}")
             return 0
         if args.cmd == "regression":
             from .regression import run_regression
@@ -96,6 +105,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"PGD {m['pgd']:.1f}  lam/mu {m['lam_or_mu']:.4g}  Lip est {m['lip_estimate']:.3f}  "
                   f"bound {m['upper_bound']:.3f}", flush=True)
         return 0
-    except (ValueError, DataNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # DataNotFoundError included
         print(f"error: {err}", file=sys.stderr)
         return 2

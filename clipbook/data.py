@@ -149,3 +149,23 @@ def regression_data(n: int = 100, noise: float = 0.05, seed: int = 0) -> tuple[t
     x, _ = torch.sort(x)
     y = regression_target(x) + noise * torch.randn(n, generator=g)
     return x.unsqueeze(1), y.unsqueeze(1)
+
+
+def two_moons(n: int = 400, noise: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two-moons toy problem: ``x`` ``[n, 2]`` float, ``y`` ``[n]`` int64 in {0, 1}, seeded."""
+    import math
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    t = torch.rand(n, generator=g) * math.pi
+    x = torch.stack([torch.cos(t), torch.sin(t)], 1)
+    x[y == 1] = torch.stack([1 - torch.cos(t[y == 1]), 0.5 - torch.sin(t[y == 1])], 1)
+    x = x + noise * torch.randn(x.shape, generator=g)
+    return x, y
+
+
+def toy_split(n: int = 400, n_lip: int = 200, noise: float = 0.1, seed: int = 0) -> ClassificationSplit:
+    """Two moons as a :class:`ClassificationSplit`: ``n`` training points, ``n_lip`` held-out points for X_Lip
+    (also the validation set) and ``n`` test points."""
+    x, y = two_moons(n + n_lip, noise, seed)
+    xt, yt = two_moons(n, noise, seed + 1)
+    return ClassificationSplit(x[:n], y[:n], x[n:], x[n:], y[n:], xt, yt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODELS = ("mnist_mlp", "fashion_cnn", "regression_mlp")
+MODELS = ("mnist_mlp", "fashion_cnn", "regression_mlp", "toy_mlp")
 
 
 def mnist_mlp(hidden: int = 64) -> nn.Sequential:
@@ -47,7 +47,13 @@ def regression_mlp(widths: tuple[int, ...] = (500, 200, 100), output_sigmoid: bo
     return nn.Sequential(*layers)
 
 
-INPUT_SHAPES = {"mnist_mlp": (1, 28, 28), "fashion_cnn": (1, 28, 28), "regression_mlp": (1,)}
+def toy_mlp(hidden: int = 32) -> nn.Sequential:
+    """A 2-32-32-2 sigmoid MLP for the book's two-dimensional illustrations. Input ``[N, 2]``, logits ``[N, 2]``."""
+    return nn.Sequential(nn.Linear(2, hidden), nn.Sigmoid(), nn.Linear(hidden, hidden), nn.Sigmoid(),
+                         nn.Linear(hidden, 2))
+
+
+INPUT_SHAPES = {"mnist_mlp": (1, 28, 28), "fashion_cnn": (1, 28, 28), "regression_mlp": (1,), "toy_mlp": (2,)}
 
 
 def build_model(name: str, seed: int | None = None) -> nn.Sequential:
@@ -59,7 +65,8 @@ def build_model(name: str, seed: int | None = None) -> nn.Sequential:
         raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
     if seed is not None:
         torch.manual_seed(seed)
-    model = {"mnist_mlp": mnist_mlp, "fashion_cnn": fashion_cnn, "regression_mlp": regression_mlp}[name]()
+    model = {"mnist_mlp": mnist_mlp, "fashion_cnn": fashion_cnn, "regression_mlp": regression_mlp,
+             "toy_mlp": toy_mlp}[name]()
     model.input_shape = INPUT_SHAPES[name]
     return model
 

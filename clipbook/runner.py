@@ -21,9 +21,9 @@ import torch
 from . import __version__
 from .attacks import pgd_l2
 from .data import DATASETS, load_images, split_lipschitz
-from .evaluation import accuracy, evaluate, predict
+from .evaluation import accuracy, evaluate, noise_accuracy, pgd_accuracy, predict
 from .io import provenance, read_json, save_torch_atomic, write_json_atomic
-from .lipschitz import layerwise_upper_bound, search_lipschitz_pairs
+from .lipschitz import difference_quotients, layerwise_upper_bound, search_lipschitz_pairs
 from .models import build_model
 from .training import ClassificationTask, TrainConfig, train
 
@@ -108,19 +108,97 @@ class RunSpec:
         return TrainConfig.from_dict(d)
 
 
-def _artifacts(model, split, final_pairs, n_examples: int = 8) -> dict[str, torch.Tensor]:
-    """Small tensors for the book's figures: test images, their PGD-100 adversarials, both predictions'
-    class probabilities; and the steepest pair of the final Lipschitz set (CLIP only)."""
+#: Evaluation grids stored with every result (for the book's curves).
+CURVE_EPS = (0.5, 1.0, 2.0, 3.0)
+CURVE_SIGMA = (0.1, 0.25, 0.5, 0.75, 1.0)
+CURVE_PGD = {"mnist": dict(n=1000, steps=50), "fashion": dict(n=500, steps=50)}
+
+
+def fig1_pair(model, x: torch.Tensor, y: torch.Tensor, steps: int = 200, tau: float = 1.0) -> dict[str, torch.Tensor]:
+    """Fig. 1: two confidently and correctly classified images of different classes, before and after
+    ``steps`` adversarial updates (Algorithm 1) of the pair. ``x`` ``[N, ...]`` candidates, ``y`` labels."""
+    p = predict(model, x).softmax(1)
+    ok = (p.argmax(1) == y) & (p.max(1).values > 0.9)
+    idx = ok.nonzero().squeeze(1)
+    if len(idx) < 2:
+        raise ValueError("fig1_pair: fewer than two confidently correct candidates")
+    i = int(idx[0])
+    j = next((int(k) for k in idx[1:] if y[k] != y[i]), None)
+    if j is None:
+        raise ValueError("fig1_pair: no confidently correct candidate of another class")
+    a, b = x[i:i + 1], x[j:j + 1]
+    found = search_lipschitz_pairs(model, a, b, steps=steps, tau=tau)
+    return {"fig1_before": torch.cat([a, b]), "fig1_after": torch.cat([found.x, found.x_prime]),
+            "fig1_labels": torch.stack([y[i], y[j]]),
+            "fig1_p_before": predict(model, torch.cat([a, b])).softmax(1),
+            "fig1_p_after": predict(model, torch.cat([found.x, found.x_prime])).softmax(1),
+            "fig1_quotient_before": difference_quotients(model, a, b).detach(),
+            "fig1_quotient_after": found.quotients}
+
+
+def _artifacts(model, split, n_examples: int = 8) -> dict[str, torch.Tensor]:
+    """Small tensors for the book's figures: test images, their PGD-100 adversarials (eps = 2) and class
+    probabilities of both; and the Fig. 1 pair."""
     x, y = split.x_test[:n_examples], split.y_test[:n_examples]
     adv = pgd_l2(model, x, y, eps=2.0, alpha=0.25, steps=100)
     out = {"x": x, "y": y, "x_adv": adv,
            "p_clean": predict(model, x).softmax(1), "p_adv": predict(model, adv).softmax(1)}
-    if final_pairs is not None and final_pairs.q is not None:
-        i = int(final_pairs.q.argmax())
-        px, pxp = final_pairs.x[i:i + 1], final_pairs.x_prime[i:i + 1]
-        out.update(pair_x=px, pair_x_prime=pxp, pair_p=predict(model, px).softmax(1),
-                   pair_p_prime=predict(model, pxp).softmax(1))
+    out.update(fig1_pair(model, split.x_test[:200], split.y_test[:200]))
     return out
+
+
+def robustness_curves(model, split, dataset: str, seed: int = 0) -> dict[str, Any]:
+    """Accuracy [%] against PGD radius (paper's PGD, alpha 0.25, on the first n test images) and against
+    the noise level sigma (full test set)."""
+    c = CURVE_PGD[dataset]
+    x, y = split.x_test[:c["n"]], split.y_test[:c["n"]]
+    return {
+        "pgd_eps": list(CURVE_EPS), "pgd_n": c["n"], "pgd_steps": c["steps"],
+        "pgd_acc": [100 * pgd_accuracy(model, x, y, eps=e, alpha=0.25, steps=c["steps"], seed=seed,
+                                        desc=f"PGD eps={e}") for e in CURVE_EPS],
+        "noise_sigma": list(CURVE_SIGMA),
+        "noise_acc": [100 * noise_accuracy(model, split.x_test, split.y_test, s, seed) for s in CURVE_SIGMA],
+    }
+
+
+def add_extras(result: dict[str, Any], model, split, results_dir: Path) -> dict[str, Any]:
+    """Store the robustness curves in the result JSON and the figure artifacts beside it (atomically)."""
+    t0 = time.perf_counter()
+    result["curves"] = robustness_curves(model, split, result["dataset"], result["seed"])
+    save_torch_atomic(Path(results_dir) / f"{result['name']}.artifacts.pt", _artifacts(model, split))
+    result["provenance"]["extras_wall_s"] = time.perf_counter() - t0
+    write_json_atomic(Path(results_dir) / f"{result['name']}.json", result)
+    return result
+
+
+def checkpoint_path(name: str) -> Path:
+    return cache_dir() / "runs" / f"{name}.model.pt"
+
+
+def load_checkpoint(result: dict[str, Any]):
+    """The selected model of a stored result, from the cache (raises FileNotFoundError with the fix)."""
+    p = checkpoint_path(result["name"])
+    if not p.exists():
+        raise FileNotFoundError(f"no checkpoint {p} for {result['name']}: re-run it with "
+                                f"`python -m clipbook train ... --force` (checkpoints live in $CLIPBOOK_CACHE)")
+    model = build_model(MODEL_FOR[result["dataset"]])
+    model.load_state_dict(torch.load(p))
+    return model.eval()
+
+
+def refresh_extras(results_dir: str | Path = DEFAULT_RESULTS, force: bool = False) -> list[str]:
+    """Recompute curves and artifacts from cached checkpoints for results that lack them."""
+    done = []
+    splits: dict[str, Any] = {}
+    for r in load_results(results_dir):
+        if "curves" in r and not force:
+            continue
+        model = load_checkpoint(r)
+        if r["dataset"] not in splits:
+            splits[r["dataset"]] = split_lipschitz(load_images(r["dataset"]), seed=0)
+        add_extras(r, model, splits[r["dataset"]], Path(results_dir))
+        done.append(r["name"])
+    return done
 
 
 def result_path(spec: RunSpec, results_dir: Path) -> Path:
@@ -168,7 +246,6 @@ def run(spec: RunSpec, results_dir: str | Path = DEFAULT_RESULTS, force: bool = 
                   steps=100, seed=spec.seed)
     metrics.update(noise=ev["noise"], pgd=ev["pgd"], clean_eval_subset=ev["clean"])
     if spec.eval_size is not None:  # noise is cheap: always report it on the full test set too
-        from .evaluation import noise_accuracy
         metrics["noise"] = 100 * noise_accuracy(model, split.x_test, split.y_test, 1.0, spec.seed)
     g = torch.Generator().manual_seed(spec.seed)
     idx = torch.randint(len(split.x_lip), (1000,), generator=g)
@@ -189,9 +266,8 @@ def run(spec: RunSpec, results_dir: str | Path = DEFAULT_RESULTS, force: bool = 
                        "resumed_from_epoch": res.resumed_from,
                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }
-    save_torch_atomic(cache / f"{spec.name}.model.pt", model.state_dict())
-    save_torch_atomic(results_dir / f"{spec.name}.artifacts.pt", _artifacts(model, split, res.pairs))
-    write_json_atomic(out, result)
+    save_torch_atomic(checkpoint_path(spec.name), model.state_dict())
+    add_extras(result, model, split, results_dir)
     state_path.unlink(missing_ok=True)
     return result
 

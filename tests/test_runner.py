@@ -42,7 +42,8 @@ def test_one_configuration_end_to_end_is_stored_atomically_and_skipped_when_done
     assert stored["provenance"]["command"] == "test" and stored["provenance"]["torch"] == torch.__version__
     assert stored["n_pgd_test"] == 100 and len(stored["history"]) == 1
     art = torch.load(env / "results" / "mnist-clip90-s0.artifacts.pt")
-    assert art["x_adv"].shape == art["x"].shape and "pair_x" in art
+    assert art["x_adv"].shape == art["x"].shape and art["fig1_after"].shape == (2, 1, 28, 28)
+    assert stored["curves"]["pgd_acc"] == sorted(stored["curves"]["pgd_acc"], reverse=True)
     assert (env / "cache" / "runs" / "mnist-clip90-s0.model.pt").exists()
     assert not list((env / "results").glob(".*tmp")) and not (env / "cache" / "runs" / "mnist-clip90-s0.state.pt").exists()
     assert is_done(spec, env / "results")
@@ -50,6 +51,13 @@ def test_one_configuration_end_to_end_is_stored_atomically_and_skipped_when_done
     run(spec, env / "results")  # finished: skipped
     assert os.path.getmtime(out) == mtime
     assert not is_done(RunSpec("mnist", "clip", 0.9, overrides={**TINY, "epochs": 2}, eval_size=100), env / "results")
+
+    # extras (curves, artifacts) can be rebuilt from the cached checkpoint
+    from clipbook.runner import refresh_extras
+    stored.pop("curves")
+    write_json_atomic(out, stored)
+    assert refresh_extras(env / "results") == ["mnist-clip90-s0"]
+    assert "curves" in json.loads(out.read_text())
 
     rows = table1(load_results(env / "results"))
     assert rows[0]["row"] == "mnist-clip90" and rows[0]["paper"]["pgd"] == 36.2
