@@ -16,9 +16,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 book: install
-	$(PY) -m clipbook.book_assets _build/html
 	CLIPBOOK_NO_PROGRESS=1 $(VENV)/bin/jupyter-book build . -W --keep-going
-	$(PY) -m clipbook.book_assets _build/html
 
 test: install
 	CLIPBOOK_NO_PROGRESS=1 MPLBACKEND=Agg $(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider

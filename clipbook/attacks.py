@@ -39,7 +39,8 @@ def _random_start(x: torch.Tensor, eps: float, generator: torch.Generator | None
 
 
 def _pgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
-              variant: str, random_start: bool, generator: torch.Generator | None) -> torch.Tensor:
+              variant: str, random_start: bool, generator: torch.Generator | None,
+              early_stop: bool = True) -> torch.Tensor:
     delta = _random_start(x, eps, generator) if random_start else torch.zeros_like(x)
     active = torch.ones(len(x), dtype=torch.bool)  # samples still classified correctly
     for _ in range(steps):
@@ -49,6 +50,8 @@ def _pgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, al
         xa, da = x[idx], delta[idx].clone().requires_grad_(True)
         logits = model(xa + da)
         fooled = logits.argmax(1) != y[idx]
+        if not early_stop:
+            fooled = torch.zeros_like(fooled)
         loss = F.cross_entropy(logits, y[idx], reduction="sum")
         (g,) = torch.autograd.grad(loss, da)
         with torch.no_grad():
@@ -62,7 +65,7 @@ def _pgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, al
 
 def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 2.0, alpha: float = 0.25,
            steps: int = 100, variant: str = "sign", random_start: bool = False, restarts: int = 1,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, early_stop: bool = True) -> torch.Tensor:
     """L2 projected gradient attack on cross-entropy; returns ``x_adv`` with ``||x_adv - x|| <= eps`` in [0, 1].
 
     ``variant="sign"`` is the paper's eq. (13): ``x <- P(x + alpha * sign(grad))`` from ``x`` itself
@@ -70,7 +73,8 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 2.0,
     ``alpha * grad / ||grad||``; with ``random_start=True`` each restart begins uniformly in the ball.
     ``P`` clips to [0, 1] and rescales into the ball (see :func:`project`). A sample is frozen at the first
     iterate that is misclassified, so the attack's success never decreases with more steps; over
-    ``restarts`` the first successful restart per sample is kept. Shapes: ``x`` ``[N, ...]``, ``y`` ``[N]``.
+    ``restarts`` the first successful restart per sample is kept (``early_stop=False`` attacks every sample
+    for all steps: for throughput benchmarks). Shapes: ``x`` ``[N, ...]``, ``y`` ``[N]``.
     """
     if variant not in PGD_VARIANTS:
         raise ValueError(f"unknown PGD variant {variant!r}; choose one of {PGD_VARIANTS}")
@@ -85,7 +89,7 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 2.0,
             idx = remaining.nonzero().squeeze(1)
             if len(idx) == 0:
                 break
-            adv = _pgd_once(model, x[idx], y[idx], eps, alpha, steps, variant, random_start, generator)
+            adv = _pgd_once(model, x[idx], y[idx], eps, alpha, steps, variant, random_start, generator, early_stop)
             with torch.no_grad():
                 fooled = model(adv).argmax(1) != y[idx]
             take = idx[fooled] if restarts > 1 else idx

@@ -68,7 +68,7 @@ def load_images(name: str, root: str | os.PathLike | None = None, download: bool
     _check_dataset(name)
     root = Path(root) if root is not None else data_root()
     if download is None:
-        download = DATA_ENV not in os.environ
+        download = not os.environ.get(DATA_ENV)
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
     try:
         train = cls(root=str(root), train=True, download=download)

@@ -328,3 +328,54 @@ def format_table1(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{r['row']:<22}{len(r['seeds']):>6}{cell('train')}{cell('test')}{cell('noise')}{cell('pgd')}"
                      f"{cell('lam_or_mu', 16, '.4g')}   {p['train']}/{p['test']}/{p['noise']}/{p['pgd']}/{p['lam_or_mu']}")
     return "\n".join(lines)
+
+
+def differences_to_paper(rows: list[dict[str, Any]], threshold: float = 3.0) -> list[tuple[str, str, float, float]]:
+    """``(row, column, ours, paper)`` for every accuracy column that differs by more than ``threshold`` points."""
+    out = []
+    for r in rows:
+        for c in ("train", "test", "noise", "pgd"):
+            if abs(r[c] - r["paper"][c]) > threshold:
+                out.append((r["row"], c, r[c], r["paper"][c]))
+    return out
+
+
+def qualitative_claims(rows: list[dict[str, Any]], dataset: str, clean_gap: float = 3.0) -> list[dict[str, Any]]:
+    """The paper's qualitative claims, evaluated on our rows of one dataset (whichever way they come out).
+
+    1. CLIP at 90 % and at 85 % is more robust to PGD than the standard and every weight-regularised net
+       whose clean test accuracy is within ``clean_gap`` points of it.
+    2. lambda is larger for lower targets: lambda(95) < lambda(90) < lambda(85).
+    Each claim: ``{"claim", "holds" (bool or None when rows are missing), "detail"}``.
+    """
+    by = {r["row"].split("-", 1)[1]: r for r in rows if r["row"].startswith(dataset + "-")}
+    claims = []
+    for t in ("90", "85"):
+        clip = by.get(f"clip{t}")
+        others = [by[k] for k in ("standard", "weight_reg95", "weight_reg90", "weight_reg85") if k in by]
+        similar = [o for o in others if clip and abs(o["test"] - clip["test"]) <= clean_gap]
+        holds = None if clip is None else all(clip["pgd"] > o["pgd"] for o in similar)
+        detail = "no CLIP row" if clip is None else (
+            f"CLIP{t}: PGD {clip['pgd']:.1f} (test {clip['test']:.1f}); similar-accuracy baselines: " +
+            (", ".join(f"{o['row'].split('-', 1)[1]} PGD {o['pgd']:.1f} (test {o['test']:.1f})" for o in similar)
+             or "none within the gap"))
+        claims.append({"claim": f"CLIP{t} more robust to PGD than standard/weight-reg nets of similar clean accuracy",
+                       "holds": holds, "detail": detail})
+    lams = [by[f"clip{t}"]["lam_or_mu"] if f"clip{t}" in by else None for t in ("95", "90", "85")]
+    holds = None if None in lams else lams[0] < lams[1] < lams[2]
+    claims.append({"claim": "lambda larger for lower targets (95 < 90 < 85)", "holds": holds,
+                   "detail": "lambda at 95/90/85: " + " / ".join("-" if l is None else f"{l:.3g}" for l in lams)})
+    return claims
+
+
+def table1_markdown(rows: list[dict[str, Any]]) -> str:
+    """Table 1 as a Markdown table: ours (mean ± std over seeds) with the paper's value in brackets."""
+    head = "| row | seeds | epochs | train | test | noise (σ=1) | PGD (ε=2) | λ or μ |\n|---|---|---|---|---|---|---|---|"
+    lines = [head]
+    for r in rows:
+        def cell(c, fmt=".1f"):
+            v = f"{r[c]:{fmt}}" + (f" ± {r[c + '_std']:{fmt}}" if len(r["seeds"]) > 1 else "")
+            return f"{v} ({r['paper'][c]:{fmt if c != 'lam_or_mu' else '.3g'}})"
+        lines.append(f"| {r['row']} | {len(r['seeds'])} | {','.join(map(str, r['epochs']))} | {cell('train')} | "
+                     f"{cell('test')} | {cell('noise')} | {cell('pgd')} | {cell('lam_or_mu', '.3g')} |")
+    return "\n".join(lines)

@@ -96,7 +96,8 @@ class TrainConfig:
         if self.method == "standard":
             need(self.lam == 0 and self.mu == 0, "standard training takes lam = mu = 0")
         if self.method == "clip":
-            need(self.mu == 0, "CLIP takes mu = 0 (use method='weight_reg' for weight regularisation)")
+            need(self.mu == 0 or self.target_acc is None,
+                 "CLIP with the discrepancy principle takes mu = 0 (a fixed mu > 0 gives problem (6))")
         if self.method == "weight_reg":
             need(self.lam == 0, "weight regularisation takes lam = 0")
 
@@ -344,7 +345,7 @@ def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | Non
                 ob = model(xb)
                 total = task.loss(ob, yb)
             loss_value = task.loss(ob.detach(), yb).item()
-            if cfg.method == "weight_reg":
+            if cfg.method == "weight_reg" or mu > 0:
                 total = total + mu * weight_norm_sq(model)
             opt.zero_grad(set_to_none=True)
             total.backward()

@@ -28,7 +28,7 @@ def test_discrepancy_rule_moves_the_right_way_and_never_below_zero():
     (dict(target_acc=0.0), "target_acc"), (dict(target_acc=1.5), "target_acc"),
     (dict(lam=-1.0), "lam"), (dict(dlam=-0.1), "dlam"), (dict(method="sgd"), "method"),
     (dict(method="standard", lam=1.0), "standard"), (dict(epochs=0), "epochs"), (dict(lr=0), "lr"),
-    (dict(method="clip", mu=0.1), "mu"), (dict(select="best"), "select"), (dict(optimizer="lbfgs"), "optimizer"),
+    (dict(method="clip", mu=0.1, target_acc=0.9), "mu"), (dict(select="best"), "select"), (dict(optimizer="lbfgs"), "optimizer"),
 ])
 def test_bad_settings_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,166 @@
+"""Matplotlib figures for the book. Each function takes stored data (or a model) and returns a Figure."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+FASHION_CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
+METHOD_STYLE = {"standard": ("tab:gray", "o"), "weight_reg": ("tab:blue", "s"), "clip": ("tab:red", "^")}
+
+
+def class_name(dataset: str, k: int) -> str:
+    return FASHION_CLASSES[k] if dataset == "fashion" else str(k)
+
+
+def regression_panel(ax, data: dict[str, Any], stage: dict[str, Any], title: str | None = None) -> None:
+    """One Fig. 2 panel: ground truth (red), noisy samples (blue), the network (green)."""
+    ax.plot(data["grid"], data["truth"], color="tab:red", lw=1.5, label="ground truth")
+    ax.scatter(data["x"], data["y"], s=8, color="tab:blue", label="noisy samples", zorder=3)
+    ax.plot(data["grid"], stage["curve"], color="tab:green", lw=2, label="network")
+    ax.set_ylim(-0.2, 0.7)
+    ax.set_title(title or f"λ = {stage['lam']:g}   (Lip ≈ {stage['lip_grid']:.3f})", fontsize=10)
+
+
+def fig2(data: dict[str, Any]) -> plt.Figure:
+    """Fig. 2: the stages of a warm-start path side by side."""
+    stages = data["stages"]
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 2.8), sharey=True)
+    for ax, st in zip(axes, stages):
+        regression_panel(ax, data, st)
+    axes[0].legend(fontsize=7, loc="upper center")
+    fig.tight_layout()
+    return fig
+
+
+def regression_stage_png(data: dict[str, Any], stage: dict[str, Any]) -> bytes:
+    """One regression panel rendered to PNG bytes (for the slider's client-side image stack)."""
+    import io
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    regression_panel(ax, data, stage, f"λ = {stage['lam']:g}:  Lipschitz estimate {stage['lip_grid']:.3f},  "
+                                      f"training MSE {stage['train_mse']:.4f}")
+    ax.legend(fontsize=7, loc="upper center")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def lambda_path_plot(data: dict[str, Any]) -> plt.Figure:
+    """Proposition 2 seen on the lambda path: training loss and Lipschitz constant against lambda."""
+    st = [s for s in data["stages"] if s["lam"] > 0]
+    lam = [s["lam"] for s in st]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    a.semilogx(lam, [s["train_mse"] for s in st], "o-")
+    a.set_xlabel("λ"); a.set_ylabel("training MSE"); a.set_title("data term: non-decreasing in λ (7)")
+    b.semilogx(lam, [s["lip_grid"] for s in st], "o-", color="tab:red", label="Lip on a fine grid")
+    b.semilogx(lam, [s["upper_bound"] for s in st], "s--", color="tab:gray", label="product bound (4)")
+    b.set_yscale("log"); b.set_xlabel("λ"); b.set_title("Lipschitz constant: non-increasing in λ (8)")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: torch.Tensor, titles: Sequence[str], rows: int = 1, size: float = 1.6) -> plt.Figure:
+    """Grayscale images ``[N, 1, H, W]`` in a grid with a title each."""
+    n = len(images)
+    cols = int(np.ceil(n / rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.35) * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, t in zip(axes.flat, images, titles):
+        ax.imshow(img.squeeze(0).numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(t, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig1(art: dict[str, torch.Tensor], dataset: str) -> plt.Figure:
+    """Fig. 1: a pair before and after adversarial updates, with each image's top class and confidence."""
+    imgs = torch.cat([art["fig1_before"], art["fig1_after"]])
+    probs = torch.cat([art["fig1_p_before"], art["fig1_p_after"]])
+    titles = []
+    for k, p in enumerate(probs):
+        c = int(p.argmax())
+        titles.append(f"{'before' if k < 2 else 'after'}: {class_name(dataset, c)} {100 * p[c]:.0f}%")
+    return image_grid(imgs, titles, rows=1, size=2.0)
+
+
+def adversarial_examples(art: dict[str, torch.Tensor], dataset: str, n: int = 6) -> plt.Figure:
+    """Clean test images (top) and their PGD adversarials at eps = 2 (bottom) with predictions."""
+    imgs = torch.cat([art["x"][:n], art["x_adv"][:n]])
+    titles = []
+    for p, y in zip(torch.cat([art["p_clean"][:n], art["p_adv"][:n]]), torch.cat([art["y"][:n], art["y"][:n]])):
+        c = int(p.argmax())
+        mark = "" if c == int(y) else " ✗"
+        titles.append(f"{class_name(dataset, c)} {100 * p[c]:.0f}%{mark}")
+    return image_grid(imgs, titles, rows=2)
+
+
+def robustness_curves(results: list[dict[str, Any]], key: str = "pgd") -> plt.Figure:
+    """Accuracy against PGD radius (``key='pgd'``) or noise sigma (``'noise'``), one line per row (seed 0)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for r in results:
+        c = r.get("curves")
+        if not c:
+            continue
+        color, marker = METHOD_STYLE[r["method"]]
+        alpha = {None: 1.0, 0.95: 0.45, 0.9: 0.7, 0.85: 1.0}[r["target"]]
+        xs, ys = (c["pgd_eps"], c["pgd_acc"]) if key == "pgd" else (c["noise_sigma"], c["noise_acc"])
+        ax.plot(xs, ys, marker=marker, color=color, alpha=alpha, label=r["row"].split("-", 1)[1])
+    ax.set_xlabel("PGD radius ε (L2)" if key == "pgd" else "noise σ")
+    ax.set_ylabel("accuracy [%]")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(results: list[dict[str, Any]]) -> plt.Figure:
+    """lambda or mu, training accuracy and Lipschitz estimate (with product bound) over the epochs."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for r in results:
+        h = r["history"]
+        ep = [e["epoch"] for e in h]
+        color, marker = METHOD_STYLE[r["method"]]
+        alpha = {None: 1.0, 0.95: 0.45, 0.9: 0.7, 0.85: 1.0}[r["target"]]
+        lab = r["row"].split("-", 1)[1]
+        if r["method"] == "clip":
+            axes[0].plot(ep, [e["lam"] for e in h], color=color, alpha=alpha, label=f"{lab}: λ")
+        elif r["method"] == "weight_reg":
+            axes[0].plot(ep, [1000 * e["mu"] for e in h], color=color, alpha=alpha, label=f"{lab}: 1000·μ")
+        axes[1].plot(ep, [e["train_acc"] for e in h], color=color, alpha=alpha, label=lab)
+        axes[2].plot(ep, [e["lip_estimate"] for e in h], color=color, alpha=alpha, label=lab)
+        axes[2].plot(ep, [e["upper_bound"] for e in h], color=color, alpha=alpha, ls=":")
+    axes[0].set_title("regularisation parameter"); axes[0].legend(fontsize=7)
+    axes[1].set_title("training accuracy [%] (epoch mean)")
+    axes[2].set_title("Lipschitz estimate (solid), product bound (dotted)"); axes[2].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("epoch"); ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def toy_pairs(model, x: torch.Tensor, y: torch.Tensor, before: tuple, after: tuple, title: str = "") -> plt.Figure:
+    """Decision regions of a 2-D classifier with Lipschitz pairs before (grey) and after (black) updates."""
+    xs = torch.linspace(-1.6, 2.6, 200)
+    ys = torch.linspace(-1.1, 1.6, 150)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    with torch.no_grad():
+        p = model(torch.stack([gx.flatten(), gy.flatten()], 1)).softmax(1)[:, 1].view(gx.shape)
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.contourf(gx.numpy(), gy.numpy(), p.numpy(), levels=20, cmap="RdBu_r", alpha=0.6)
+    ax.contour(gx.numpy(), gy.numpy(), p.numpy(), levels=[0.5], colors="k", linewidths=1)
+    ax.scatter(x[:, 0], x[:, 1], c=y, cmap="RdBu_r", s=6, edgecolors="none")
+    for (a, b), col, lab in ((before, "0.5", "before"), (after, "k", "after")):
+        for i in range(len(a)):
+            ax.plot([a[i, 0], b[i, 0]], [a[i, 1], b[i, 1]], color=col, lw=1, marker=".", ms=5,
+                    label=lab if i == 0 else None)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
