@@ -217,8 +217,12 @@ def conv2d_operator_norm(conv: nn.Conv2d, input_shape: tuple[int, int, int], ite
     return linear_operator_norm(apply, adjoint, (c, h, wd), iters)
 
 
-def _leaf_modules(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if not list(m.children()) or hasattr(m, "parametrizations")]
+def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's layers: leaf modules, where a parametrized layer (e.g. spectral norm) counts as a leaf
+    and the parametrization modules inside it are skipped."""
+    return [(n, m) for n, m in model.named_modules()
+            if "parametrizations" not in n.split(".")
+            and all(c == "parametrizations" for c, _ in m.named_children())]
 
 
 def layer_lipschitz_constants(model: nn.Module, input_shape: tuple[int, ...] | None = None,
@@ -234,7 +238,7 @@ def layer_lipschitz_constants(model: nn.Module, input_shape: tuple[int, ...] | N
         raise ValueError("input_shape is needed (pass it or set model.input_shape)")
     shapes: dict[nn.Module, tuple[int, ...]] = {}
     hooks = [m.register_forward_hook(lambda mod, inp, out: shapes.__setitem__(mod, tuple(inp[0].shape[1:])))
-             for m in _leaf_modules(model)]
+             for _, m in _layers(model)]
     try:
         with torch.no_grad():
             p = next(model.parameters(), None)
@@ -243,7 +247,7 @@ def layer_lipschitz_constants(model: nn.Module, input_shape: tuple[int, ...] | N
         for h in hooks:
             h.remove()
     consts = []
-    for name, m in model.named_modules():
+    for name, m in _layers(model):
         if m not in shapes:
             continue
         if isinstance(m, nn.Linear):

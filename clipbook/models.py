@@ -80,3 +80,34 @@ def abs_network() -> nn.Sequential:
         net[2].weight.copy_(torch.tensor([[1.0, 1.0]]))
     net.input_shape = (1,)
     return net
+
+
+class _Scale(nn.Module):
+    """Parametrization ``W -> scale * W`` with the scale a buffer (saved in the state dict)."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.scale * w
+
+
+def apply_spectral_norm(model: nn.Module, scale: float = 1.0) -> nn.Module:
+    """Spectral normalisation of every Linear/Conv2d layer (``torch.nn.utils.parametrizations.spectral_norm``),
+    then multiplied by ``scale``: each layer's weight has (estimated) spectral norm ``scale``. For convolutions
+    PyTorch normalises the reshaped kernel, not the convolution operator, so the operator norm can differ."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.parametrizations import spectral_norm
+    for m in list(model.modules()):
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            spectral_norm(m)
+            parametrize.register_parametrization(m, "weight", _Scale(scale))
+    return model
+
+
+def set_spectral_scale(model: nn.Module, scale: float) -> None:
+    """Set the scale of every layer prepared by :func:`apply_spectral_norm`."""
+    for m in model.modules():
+        if isinstance(m, _Scale):
+            m.scale.fill_(scale)

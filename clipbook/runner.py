@@ -24,7 +24,7 @@ from .data import DATASETS, load_images, split_lipschitz
 from .evaluation import accuracy, evaluate, noise_accuracy, pgd_accuracy, predict
 from .io import provenance, read_json, save_torch_atomic, write_json_atomic
 from .lipschitz import difference_quotients, layerwise_upper_bound, search_lipschitz_pairs
-from .models import build_model
+from .models import apply_spectral_norm, build_model
 from .training import ClassificationTask, TrainConfig, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -115,17 +115,15 @@ CURVE_PGD = {"mnist": dict(n=1000, steps=50), "fashion": dict(n=500, steps=50)}
 
 
 def fig1_pair(model, x: torch.Tensor, y: torch.Tensor, steps: int = 200, tau: float = 1.0) -> dict[str, torch.Tensor]:
-    """Fig. 1: two confidently and correctly classified images of different classes, before and after
+    """Fig. 1: the two most confidently and correctly classified images of different classes, before and after
     ``steps`` adversarial updates (Algorithm 1) of the pair. ``x`` ``[N, ...]`` candidates, ``y`` labels."""
     p = predict(model, x).softmax(1)
-    ok = (p.argmax(1) == y) & (p.max(1).values > 0.9)
-    idx = ok.nonzero().squeeze(1)
-    if len(idx) < 2:
-        raise ValueError("fig1_pair: fewer than two confidently correct candidates")
-    i = int(idx[0])
-    j = next((int(k) for k in idx[1:] if y[k] != y[i]), None)
-    if j is None:
-        raise ValueError("fig1_pair: no confidently correct candidate of another class")
+    conf = torch.where(p.argmax(1) == y, p.max(1).values, torch.full((len(y),), -1.0))
+    i = int(conf.argmax())
+    other = torch.where(y != y[i], conf, torch.full_like(conf, -1.0))
+    j = int(other.argmax())
+    if conf[i] < 0 or other[j] < 0:
+        raise ValueError("fig1_pair: need two correctly classified candidates of different classes")
     a, b = x[i:i + 1], x[j:j + 1]
     found = search_lipschitz_pairs(model, a, b, steps=steps, tau=tau)
     return {"fig1_before": torch.cat([a, b]), "fig1_after": torch.cat([found.x, found.x_prime]),
@@ -161,10 +159,49 @@ def robustness_curves(model, split, dataset: str, seed: int = 0) -> dict[str, An
     }
 
 
+#: Radii at which certified accuracy is reported, and the attack cross-check settings.
+CERT_EPS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+CROSS_CHECK = {"mnist": dict(n=500, eps=(0.5, 2.0)), "fashion": dict(n=200, eps=(0.5, 2.0))}
+
+
+def lipschitz_bounds(model, split, seed: int = 0, n_pairs: int = 1000, steps: int = 100,
+                     n_jacobian: int = 1000) -> dict[str, float]:
+    """Upper bound (4) and lower bounds: adversarial pair search from ``n_pairs`` random held-out starts,
+    the largest Jacobian spectral norm over ``n_jacobian`` test images, and the better of the two."""
+    from .data import noisy_pairs
+    from .lipschitz import jacobian_norm_lower_bound
+    g = torch.Generator().manual_seed(seed + 7)
+    idx = torch.randint(len(split.x_lip), (n_pairs,), generator=g)
+    px, pxp = noisy_pairs(split.x_lip[idx], 0.1, g)
+    search = search_lipschitz_pairs(model, px, pxp, steps=steps).quotients.max().item()
+    jac = max(jacobian_norm_lower_bound(model, split.x_test[i:i + 250]).max().item()
+              for i in range(0, n_jacobian, 250))
+    return {"pair_search": search, "jacobian": jac, "lower": max(search, jac), "upper": layerwise_upper_bound(model)}
+
+
+def beyond_metrics(model, split, dataset: str, seed: int = 0) -> dict[str, Any]:
+    """Beyond the paper: Lipschitz bounds, certified accuracy curve, and paper-PGD vs standard L2 PGD."""
+    from .certify import certified_accuracy, certified_radii
+    bounds = lipschitz_bounds(model, split, seed)
+    radii = certified_radii(model, split.x_test, split.y_test, bounds["upper"])
+    cc = CROSS_CHECK[dataset]
+    x, y = split.x_test[:cc["n"]], split.y_test[:cc["n"]]
+    cross = {"n": cc["n"], "eps": list(cc["eps"]), "paper_sign_100": [], "standard_l2_100x3": []}
+    for e in cc["eps"]:
+        cross["paper_sign_100"].append(100 * pgd_accuracy(model, x, y, eps=e, alpha=0.25, steps=100, seed=seed))
+        cross["standard_l2_100x3"].append(100 * pgd_accuracy(
+            model, x, y, eps=e, alpha=2.5 * e / 100, steps=100, seed=seed, variant="normalized",
+            random_start=True, restarts=3))
+    return {"bounds": bounds, "cert_eps": list(CERT_EPS), "certified_acc": certified_accuracy(radii, CERT_EPS),
+            "median_certified_radius": radii.median().item(), "attack_cross_check": cross}
+
+
 def add_extras(result: dict[str, Any], model, split, results_dir: Path) -> dict[str, Any]:
-    """Store the robustness curves in the result JSON and the figure artifacts beside it (atomically)."""
+    """Store the robustness curves and beyond-the-paper metrics in the result JSON and the figure artifacts
+    beside it (atomically)."""
     t0 = time.perf_counter()
     result["curves"] = robustness_curves(model, split, result["dataset"], result["seed"])
+    result["beyond"] = beyond_metrics(model, split, result["dataset"], result["seed"])
     save_torch_atomic(Path(results_dir) / f"{result['name']}.artifacts.pt", _artifacts(model, split))
     result["provenance"]["extras_wall_s"] = time.perf_counter() - t0
     write_json_atomic(Path(results_dir) / f"{result['name']}.json", result)
@@ -182,6 +219,8 @@ def load_checkpoint(result: dict[str, Any]):
         raise FileNotFoundError(f"no checkpoint {p} for {result['name']}: re-run it with "
                                 f"`python -m clipbook train ... --force` (checkpoints live in $CLIPBOOK_CACHE)")
     model = build_model(MODEL_FOR[result["dataset"]])
+    if result["method"] == "spectral_norm":
+        apply_spectral_norm(model)
     model.load_state_dict(torch.load(p))
     return model.eval()
 
@@ -191,7 +230,7 @@ def refresh_extras(results_dir: str | Path = DEFAULT_RESULTS, force: bool = Fals
     done = []
     splits: dict[str, Any] = {}
     for r in load_results(results_dir):
-        if "curves" in r and not force:
+        if "curves" in r and "beyond" in r and not force:
             continue
         model = load_checkpoint(r)
         if r["dataset"] not in splits:
@@ -211,7 +250,11 @@ def is_done(spec: RunSpec, results_dir: Path) -> bool:
     if not p.exists():
         return False
     r = read_json(p)
-    return r.get("config") == spec.config().to_dict() and r.get("eval_size") == spec.eval_size
+    try:  # settings added to TrainConfig later take their defaults
+        same = TrainConfig.from_dict(r.get("config", {})) == spec.config()
+    except (TypeError, ValueError):
+        same = False
+    return same and r.get("eval_size") == spec.eval_size
 
 
 def run(spec: RunSpec, results_dir: str | Path = DEFAULT_RESULTS, force: bool = False,
@@ -229,6 +272,8 @@ def run(spec: RunSpec, results_dir: str | Path = DEFAULT_RESULTS, force: bool = 
     data = load_images(spec.dataset)
     split = split_lipschitz(data, seed=0)
     model = build_model(MODEL_FOR[spec.dataset], seed=spec.seed)
+    if spec.method == "spectral_norm":
+        apply_spectral_norm(model, cfg.sn_scale)
     cache = cache_dir() / "runs"
     state_path = cache / f"{spec.name}.state.pt"
     if force:
@@ -254,7 +299,8 @@ def run(spec: RunSpec, results_dir: str | Path = DEFAULT_RESULTS, force: bool = 
     found = search_lipschitz_pairs(model, px, pxp, steps=50, tau=cfg.tau)
     metrics.update(lam=res.lam, mu=res.mu, lip_estimate=found.quotients.max().item(),
                    upper_bound=layerwise_upper_bound(model), best_epoch=res.best_epoch,
-                   lam_or_mu=res.lam if spec.method == "clip" else res.mu)
+                   lam_or_mu={"clip": res.lam, "jacobian": res.lam, "weight_reg": res.mu, "standard": 0.0,
+                              "spectral_norm": res.extra.get("sn_scale", 0.0)}[spec.method])
     eval_time = time.perf_counter() - t1
 
     result = {

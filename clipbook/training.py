@@ -25,9 +25,10 @@ from .evaluation import accuracy, predict
 from .io import save_torch_atomic
 from .lipschitz import (MIN_PAIR_DISTANCE, adversarial_update, ascent_step, layerwise_upper_bound,
                         pair_quotients, search_lipschitz_pairs)
+from .models import _Scale, set_spectral_scale
 from .progress import progress
 
-METHODS = ("standard", "weight_reg", "clip")
+METHODS = ("standard", "weight_reg", "clip", "spectral_norm", "jacobian")
 SELECT = ("last", "pgd")
 OPTIMIZERS = ("sgd", "adam")
 #: Weight of the probe term ``PROBE * sum_i L_i`` in the fused CLIP step: it makes one backward pass yield
@@ -38,13 +39,20 @@ PROBE = 1e-6
 
 @dataclass
 class TrainConfig:
-    """All settings of one training run. Construct with keywords or :meth:`from_dict` (unknown keys raise).
+    """All settings of one training run.
+
+    Methods: ``standard``; ``weight_reg`` (``mu * sum ||W||^2``); ``clip`` (``lam * Lip(f, X_Lip)``);
+    ``spectral_norm`` (every layer spectrally normalised and scaled by ``sn_scale``; the model must be
+    prepared with :func:`clipbook.models.apply_spectral_norm`); ``jacobian`` (``lam`` times a random-projection
+    estimate of the squared Frobenius norm of the input-output Jacobian on the minibatch). Construct with keywords or :meth:`from_dict` (unknown keys raise).
 
     Discrepancy principle: with ``target_acc`` set (alpha in (0, 1]) the method's parameter (``lam`` for
     CLIP, ``mu`` for weight regularisation) starts at its given value and moves by ``dlam``/``dmu`` after
     every step; with ``target_acc=None`` it stays fixed. The accuracy compared with alpha is an exponential
     moving average (momentum ``acc_momentum``) of the minibatch accuracies, a cheap running estimate of
-    the training accuracy A(f; T). No parameter moves during the first ``warmup_epochs`` epochs.
+    the training accuracy A(f; T). No parameter moves during the first ``warmup_epochs`` epochs. For
+    ``spectral_norm`` the discrepancy principle moves ``sn_scale`` by ``dsn`` the other way (down when the
+    accuracy is above the target: a smaller scale is a stronger constraint), never below ``dsn``.
     """
     method: str = "clip"
     epochs: int = 10
@@ -58,6 +66,8 @@ class TrainConfig:
     dlam: float = 0.005
     mu: float = 0.0
     dmu: float = 1e-5
+    sn_scale: float = 4.0
+    dsn: float = 1e-3
     acc_momentum: float = 0.9
     warmup_epochs: int = 0
     lip_pairs: int = 128
@@ -84,7 +94,7 @@ class TrainConfig:
         need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         need(self.target_acc is None or 0 < self.target_acc <= 1,
              f"target_acc (alpha) must be in (0, 1] or None, got {self.target_acc}")
-        for name in ("lam", "dlam", "mu", "dmu"):
+        for name in ("lam", "dlam", "mu", "dmu", "sn_scale", "dsn"):
             v = getattr(self, name)
             need(v >= 0 and math.isfinite(v), f"{name} must be finite and >= 0, got {v}")
         need(0 <= self.acc_momentum < 1, f"acc_momentum must be in [0, 1), got {self.acc_momentum}")
@@ -98,8 +108,8 @@ class TrainConfig:
         if self.method == "clip":
             need(self.mu == 0 or self.target_acc is None,
                  "CLIP with the discrepancy principle takes mu = 0 (a fixed mu > 0 gives problem (6))")
-        if self.method == "weight_reg":
-            need(self.lam == 0, "weight regularisation takes lam = 0")
+        if self.method in ("weight_reg", "spectral_norm"):
+            need(self.lam == 0, f"{self.method} takes lam = 0")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -259,6 +269,16 @@ def _epoch_metrics(model: nn.Module, task, cfg: TrainConfig, g_eval_seed: int) -
     return out
 
 
+def jacobian_penalty(out: torch.Tensor, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """``C * mean_i ||J_f(x_i)^T v_i||^2`` with random unit ``v_i`` in the ``C``-dimensional output space: an
+    unbiased estimate of the mean squared Frobenius norm of the Jacobian (differentiable; ``x`` must
+    require grad and ``out = f(x)``)."""
+    v = torch.randn(out.shape, generator=g)
+    v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True)
+    (jv,) = torch.autograd.grad((out * v).sum(), x, create_graph=True)
+    return out.shape[1] * (jv.flatten(1) ** 2).sum(1).mean()
+
+
 def clip_objective(model: nn.Module, task, xb: torch.Tensor, yb: torch.Tensor, pairs: "PairState", lam: float,
                    fused: bool):
     """CLIP's minibatch objective ``loss + lam * max_i L_i`` from ONE forward pass over batch and pairs.
@@ -303,7 +323,11 @@ def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | Non
         raise ValueError("select='pgd' needs a classification task")
     g = torch.Generator().manual_seed(cfg.seed + 1)
     opt = _optimizer(model, cfg)
-    lam, mu = float(cfg.lam), float(cfg.mu)
+    lam, mu, sn = float(cfg.lam), float(cfg.mu), float(cfg.sn_scale)
+    if cfg.method == "spectral_norm":
+        if not any(isinstance(m, _Scale) for m in model.modules()):
+            raise ValueError("method 'spectral_norm' needs a model prepared with clipbook.models.apply_spectral_norm")
+        set_spectral_scale(model, sn)
     acc_ema: float | None = None
     history: list[dict[str, float]] = []
     best_state, best_score, best_epoch = None, -math.inf, 0
@@ -317,6 +341,7 @@ def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | Non
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         lam, mu, acc_ema, history = st["lam"], st["mu"], st["acc_ema"], st["history"]
+        sn = st.get("sn", sn)
         best_state, best_score, best_epoch = st["best_state"], st["best_score"], st["best_epoch"]
         pairs = st["pairs"]
         g.set_state(st["generator"])
@@ -341,6 +366,10 @@ def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | Non
                 pairs = PairState(step.x, step.x_prime, step.tau, step.quotients)
             if pairs is not None:
                 total, ob, q, imax, px, pxp = clip_objective(model, task, xb, yb, pairs, lam, cfg.fused)
+            elif cfg.method == "jacobian":
+                xr = xb.clone().requires_grad_(True)
+                ob = model(xr)
+                total = task.loss(ob, yb) + lam * jacobian_penalty(ob, xr, g)
             else:
                 ob = model(xb)
                 total = task.loss(ob, yb)
@@ -365,13 +394,19 @@ def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | Non
                 batch_acc = corr.mean().item()
                 sum_correct += batch_acc * b
                 acc_ema = batch_acc if acc_ema is None else cfg.acc_momentum * acc_ema + (1 - cfg.acc_momentum) * batch_acc
-                if adapt and cfg.method == "clip":
+                if adapt and cfg.method in ("clip", "jacobian"):
                     lam = discrepancy_update(lam, acc_ema, cfg.target_acc, cfg.dlam)
+                elif adapt and cfg.method == "spectral_norm":
+                    # the other way round: high accuracy -> smaller scale (stronger constraint)
+                    sn = max(sn + cfg.dsn if acc_ema <= cfg.target_acc else sn - cfg.dsn, cfg.dsn)
+                    set_spectral_scale(model, sn)
                 elif adapt and cfg.method == "weight_reg":
                     mu = discrepancy_update(mu, acc_ema, cfg.target_acc, cfg.dmu)
         train_time = time.perf_counter() - t0
         model.eval()
         rec = {"epoch": epoch + 1, "loss": sum_loss / n_seen, "lam": lam, "mu": mu, "time_s": train_time}
+        if cfg.method == "spectral_norm":
+            rec["sn_scale"] = sn
         if task.is_classification:
             rec["train_acc"] = 100 * sum_correct / n_seen
         if pairs is not None and pairs.q is not None:
@@ -389,10 +424,11 @@ def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | Non
         if state_path:
             save_torch_atomic(state_path, {
                 "config": cfg.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "lam": lam, "mu": mu, "acc_ema": acc_ema, "history": history,
+                "optimizer": opt.state_dict(), "lam": lam, "mu": mu, "sn": sn, "acc_ema": acc_ema, "history": history,
                 "best_state": best_state, "best_score": best_score, "best_epoch": best_epoch,
                 "pairs": pairs, "generator": g.get_state()})
     if cfg.select == "pgd" and best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(model, history, best_epoch, lam, mu, pairs, resumed_from=start_epoch)
+    return TrainResult(model, history, best_epoch, lam, mu, pairs, resumed_from=start_epoch,
+                       extra={"sn_scale": sn} if cfg.method == "spectral_norm" else {})
