@@ -98,3 +98,12 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 2.0,
         return best
     finally:
         model.train(was_training)
+
+
+def sign_gradient_alignment(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cosine between the loss gradient ``g`` and ``sign(g)`` per sample, ``||g||_1 / (sqrt(d) ||g||_2)``:
+    how well the paper's sign step points uphill in the L2 geometry (1 = perfectly). ``[N]``."""
+    xr = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(model(xr), y, reduction="sum"), xr)
+    g = g.flatten(1)
+    return g.abs().sum(1) / (g.shape[1] ** 0.5 * torch.linalg.vector_norm(g, dim=1).clamp_min(1e-30))

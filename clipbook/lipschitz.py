@@ -148,8 +148,11 @@ def jacobian_norm_lower_bound(model: nn.Module, x: torch.Tensor, iters: int = 20
 
     Every value is a lower bound on Lip(f). Uses forward- and reverse-mode products, no full Jacobian.
     """
+    import warnings
+
     from torch.func import jvp, vjp
 
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
     x = x.detach()
     n = len(x)
 

@@ -80,11 +80,11 @@ def warm_start_path(lambdas: Sequence[float], epochs: int = 1000, pretrain_epoch
             "config": regression_config(1.0, epochs, seed).to_dict(), "stages": stages}
 
 
-def fit_single(lam: float, epochs: int = 300, seed: int = 0, data_seed: int = 0) -> dict[str, Any]:
+def fit_single(lam: float, epochs: int = 300, seed: int = 0, data_seed: int = 0, n_grid: int = 801) -> dict[str, Any]:
     """Train one regression net from scratch at ``lam``; returns a stage record as in :func:`warm_start_path`."""
     x, y = regression_data(seed=data_seed)
     model = build_model("regression_mlp", seed=seed)
-    return _stage(model, RegressionTask(x, y), float(lam), epochs, seed, grid())
+    return _stage(model, RegressionTask(x, y), float(lam), epochs, seed, grid(n_grid))
 
 
 def nearest_stage(path: dict[str, Any], lam: float) -> dict[str, Any]:

@@ -19,8 +19,9 @@ def lambda_slider(path: dict[str, Any]) -> W.VBox:
     slider = W.SelectionSlider(options=[(f"{s['lam']:.0e}" if s["lam"] else "0", i) for i, s in enumerate(stages)],
                                value=0, description="λ", continuous_update=True,
                                layout=W.Layout(width="520px"))
-    W.jslink((slider, "index"), (stack, "selected_index"))
-    return W.VBox([slider, stack])
+    box = W.VBox([slider, stack])
+    box.link = W.jslink((slider, "index"), (stack, "selected_index"))
+    return box
 
 
 def retrain_panel(path: dict[str, Any], epochs: int = 300) -> W.VBox:
@@ -32,7 +33,7 @@ def retrain_panel(path: dict[str, Any], epochs: int = 300) -> W.VBox:
 
     def on_click(_):
         status.value = "training..."
-        stage = fit_single(lam.value, epochs=epochs)
+        stage = fit_single(lam.value, epochs=epochs, n_grid=len(path["grid"]))
         out.value = regression_stage_png(path, stage)
         status.value = f"λ = {lam.value:.1e}: Lipschitz estimate {stage['lip_grid']:.3f}"
 

@@ -1,0 +1,61 @@
+"""The functions behind the book's widgets and figures."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import ipywidgets as W
+import pytest
+import torch
+
+from clipbook import plots
+from clipbook.regression import PATH_LAMBDAS, fit_single, grid, nearest_stage, warm_start_path
+from clipbook.widgets import lambda_slider, retrain_panel
+
+
+@pytest.fixture(scope="module")
+def tiny_path():
+    return warm_start_path([1.0, 1e-3], epochs=3, pretrain_epochs=3, n_grid=41)
+
+
+def test_warm_start_path_records_every_stage(tiny_path):
+    assert [s["lam"] for s in tiny_path["stages"]] == [0.0, 1.0, 1e-3]
+    for s in tiny_path["stages"]:
+        assert len(s["curve"]) == 41 and s["lip_grid"] <= s["upper_bound"]
+    assert PATH_LAMBDAS == tuple(sorted(PATH_LAMBDAS, reverse=True))  # decreasing: warm starts towards 0
+
+
+def test_nearest_stage_on_a_log_scale(tiny_path):
+    assert nearest_stage(tiny_path, 0.5)["lam"] == 1.0
+    assert nearest_stage(tiny_path, 1e-4)["lam"] == 1e-3
+    assert nearest_stage(tiny_path, 0)["lam"] == 0.0
+
+
+def test_slider_links_one_panel_per_stage_client_side(tiny_path):
+    box = lambda_slider(tiny_path)
+    slider, stack = box.children
+    assert isinstance(stack, W.Stack) and len(stack.children) == 3
+    assert all(bytes(img.value[:4]) == b"\x89PNG" for img in stack.children)
+    assert [lab for lab, _ in slider.options] == ["0", "1e-03", "1e+00"]  # increasing lambda
+    # the browser moves the panel through this link, without a kernel
+    assert box.link.source == (slider, "index") and box.link.target == (stack, "selected_index")
+
+
+def test_retrain_button_trains_and_shows_a_panel(tiny_path, monkeypatch):
+    import clipbook.widgets as cw
+    monkeypatch.setattr(cw, "fit_single", lambda lam, epochs, n_grid: fit_single(lam, epochs=2, n_grid=n_grid))
+    panel = retrain_panel(tiny_path, epochs=2)
+    controls, image = panel.children
+    lam, button, status = controls.children
+    lam.value = 0.1
+    button.click()
+    assert bytes(image.value[:4]) == b"\x89PNG" and "Lipschitz estimate" in status.value
+
+
+def test_figures_build_from_stored_shapes(tiny_path):
+    assert plots.fig2(tiny_path).axes and plots.lambda_path_plot(tiny_path).axes
+    art = {"x": torch.rand(3, 1, 28, 28), "x_adv": torch.rand(3, 1, 28, 28), "y": torch.tensor([0, 1, 2]),
+           "p_clean": torch.softmax(torch.randn(3, 10), 1), "p_adv": torch.softmax(torch.randn(3, 10), 1),
+           "fig1_before": torch.rand(2, 1, 28, 28), "fig1_after": torch.rand(2, 1, 28, 28),
+           "fig1_p_before": torch.softmax(torch.randn(2, 10), 1), "fig1_p_after": torch.softmax(torch.randn(2, 10), 1)}
+    assert len(plots.adversarial_examples(art, "fashion", n=3).axes) == 6
+    assert len(plots.fig1(art, "mnist").axes) == 4
