@@ -7,7 +7,7 @@ from typing import Any
 import ipywidgets as W
 
 from .plots import regression_stage_png
-from .regression import fit_single
+from .regression import fit_single, nearest_stage
 
 
 def lambda_slider(path: dict[str, Any]) -> W.VBox:
@@ -28,8 +28,8 @@ def retrain_panel(path: dict[str, Any], epochs: int = 300) -> W.VBox:
     """A button that trains the regression net from scratch at a chosen lambda (needs a running kernel)."""
     lam = W.FloatLogSlider(value=0.01, base=10, min=-6, max=1, description="λ", readout_format=".1e")
     button = W.Button(description=f"retrain ({epochs} epochs)")
-    out = W.Image(format="png")
-    status = W.Label()
+    out = W.Image(value=regression_stage_png(path, nearest_stage(path, lam.value)), format="png")
+    status = W.Label("showing the nearest stored stage")
 
     def on_click(_):
         status.value = "training..."

@@ -80,6 +80,26 @@ def _builder_inited(app) -> None:
     app.config.html_static_path.append(str(vendor.parent))
 
 
+FONT_SUFFIXES = (".woff", ".woff2", ".ttf", ".eot", ".svg")
+
+
+def _build_finished(app, exc) -> None:
+    """The widget manager's bundle loads its icon fonts from ``<page folder>/@jupyter-widgets/html-manager/
+    dist/`` (its webpack public path); put a copy beside every page that uses it."""
+    if exc is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir)
+    dist = out / "_static" / "vendor" / "html-manager"
+    fonts = [f for f in dist.glob("*") if f.suffix in FONT_SUFFIXES]
+    folders = {p.parent for p in out.rglob("*.html") if "embed-amd.js" in p.read_text(errors="ignore")}
+    for folder in folders:
+        dest = folder / "@jupyter-widgets" / "html-manager" / "dist"
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in fonts:
+            shutil.copy2(f, dest / f.name)
+
+
 def setup(app):
     app.connect("builder-inited", _builder_inited)
+    app.connect("build-finished", _build_finished)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}
