@@ -8,7 +8,15 @@ import numpy as np
 import torch
 
 FASHION_CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
-METHOD_STYLE = {"standard": ("tab:gray", "o"), "weight_reg": ("tab:blue", "s"), "clip": ("tab:red", "^")}
+METHOD_STYLE = {"standard": ("tab:gray", "o"), "weight_reg": ("tab:blue", "s"), "clip": ("tab:red", "^"),
+                "spectral_norm": ("tab:green", "D"), "jacobian": ("tab:purple", "v")}
+
+
+def _style(r):
+    """(color, marker, alpha) of a result: colour by method, opacity by target accuracy."""
+    color, marker = METHOD_STYLE.get(r["method"], ("tab:purple", "d"))
+    alpha = {None: 1.0, 0.95: 0.45, 0.9: 0.7, 0.85: 1.0}[r["target"]]
+    return color, marker, alpha
 
 
 def class_name(dataset: str, k: int) -> str:
@@ -107,8 +115,7 @@ def robustness_curves(results: list[dict[str, Any]], key: str = "pgd") -> plt.Fi
         c = r.get("curves")
         if not c:
             continue
-        color, marker = METHOD_STYLE[r["method"]]
-        alpha = {None: 1.0, 0.95: 0.45, 0.9: 0.7, 0.85: 1.0}[r["target"]]
+        color, marker, alpha = _style(r)
         xs, ys = (c["pgd_eps"], c["pgd_acc"]) if key == "pgd" else (c["noise_sigma"], c["noise_acc"])
         ax.plot(xs, ys, marker=marker, color=color, alpha=alpha, label=r["row"].split("-", 1)[1])
     ax.set_xlabel("PGD radius ε (L2)" if key == "pgd" else "noise σ")
@@ -125,13 +132,14 @@ def training_curves(results: list[dict[str, Any]]) -> plt.Figure:
     for r in results:
         h = r["history"]
         ep = [e["epoch"] for e in h]
-        color, marker = METHOD_STYLE[r["method"]]
-        alpha = {None: 1.0, 0.95: 0.45, 0.9: 0.7, 0.85: 1.0}[r["target"]]
+        color, marker, alpha = _style(r)
         lab = r["row"].split("-", 1)[1]
-        if r["method"] == "clip":
+        if r["method"] in ("clip", "jacobian"):
             axes[0].plot(ep, [e["lam"] for e in h], color=color, alpha=alpha, label=f"{lab}: λ")
         elif r["method"] == "weight_reg":
             axes[0].plot(ep, [1000 * e["mu"] for e in h], color=color, alpha=alpha, label=f"{lab}: 1000·μ")
+        elif r["method"] == "spectral_norm":
+            axes[0].plot(ep, [e["sn_scale"] for e in h], color=color, alpha=alpha, label=f"{lab}: scale s")
         axes[1].plot(ep, [e["train_acc"] for e in h], color=color, alpha=alpha, label=lab)
         axes[2].plot(ep, [e["lip_estimate"] for e in h], color=color, alpha=alpha, label=lab)
         axes[2].plot(ep, [e["upper_bound"] for e in h], color=color, alpha=alpha, ls=":")
@@ -164,12 +172,6 @@ def toy_pairs(model, x: torch.Tensor, y: torch.Tensor, before: tuple, after: tup
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def _style(r):
-    color, marker = METHOD_STYLE.get(r["method"], ("tab:purple", "d"))
-    alpha = {None: 1.0, 0.95: 0.45, 0.9: 0.7, 0.85: 1.0}[r["target"]]
-    return color, marker, alpha
 
 
 def bounds_plot(results: list[dict[str, Any]]) -> plt.Figure:
