@@ -142,7 +142,8 @@ def _artifacts(model, split, n_examples: int = 8) -> dict[str, torch.Tensor]:
     out = {"x": x, "y": y, "x_adv": adv,
            "p_clean": predict(model, x).softmax(1), "p_adv": predict(model, adv).softmax(1)}
     out.update(fig1_pair(model, split.x_test[:200], split.y_test[:200]))
-    return out
+    # clone: a saved slice would otherwise carry the whole test set's storage (31 MB) with it
+    return {k: v.detach().clone() for k, v in out.items()}
 
 
 def robustness_curves(model, split, dataset: str, seed: int = 0) -> dict[str, Any]:
@@ -225,6 +226,17 @@ def load_checkpoint(result: dict[str, Any]):
         apply_spectral_norm(model)
     model.load_state_dict(torch.load(p))
     return model.eval()
+
+
+def compact_artifacts(results_dir: str | Path = DEFAULT_RESULTS) -> list[str]:
+    """Re-save artifact files whose tensors share storage with larger tensors (same values, small files)."""
+    done = []
+    for p in sorted(Path(results_dir).glob("*.artifacts.pt")):
+        art = torch.load(p)
+        if any(v.untyped_storage().nbytes() > v.numel() * v.element_size() for v in art.values()):
+            save_torch_atomic(p, {k: v.detach().clone() for k, v in art.items()})
+            done.append(p.name)
+    return done
 
 
 def refresh_extras(results_dir: str | Path = DEFAULT_RESULTS, force: bool = False) -> list[str]:

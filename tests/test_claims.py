@@ -50,3 +50,5 @@ def test_stored_results_are_complete_and_consistent():
         assert m["lip_estimate"] <= m["upper_bound"]
         assert r["provenance"]["git_commit"] and r["provenance"]["command"].startswith("python -m clipbook")
         assert len(r["history"]) == r["config"]["epochs"]
+        art = DEFAULT_RESULTS / f"{r['name']}.artifacts.pt"
+        assert art.exists() and art.stat().st_size < 200_000, art

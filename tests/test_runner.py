@@ -41,7 +41,9 @@ def test_one_configuration_end_to_end_is_stored_atomically_and_skipped_when_done
     assert stored["metrics"]["lip_estimate"] <= stored["metrics"]["upper_bound"]
     assert stored["provenance"]["command"] == "test" and stored["provenance"]["torch"] == torch.__version__
     assert stored["n_pgd_test"] == 100 and len(stored["history"]) == 1
-    art = torch.load(env / "results" / "mnist-clip90-s0.artifacts.pt")
+    art_path = env / "results" / "mnist-clip90-s0.artifacts.pt"
+    assert art_path.stat().st_size < 200_000  # small tensors only, not views into the test set
+    art = torch.load(art_path)
     assert art["x_adv"].shape == art["x"].shape and art["fig1_after"].shape == (2, 1, 28, 28)
     assert stored["curves"]["pgd_acc"] == sorted(stored["curves"]["pgd_acc"], reverse=True)
     assert (env / "cache" / "runs" / "mnist-clip90-s0.model.pt").exists()
