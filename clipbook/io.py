@@ -56,11 +56,21 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
+_STARTED_AT_COMMIT: str | None = None
+
+
 def provenance() -> dict:
-    """Versions and machine facts recorded beside every stored result."""
+    """Versions and machine facts recorded beside every stored result.
+
+    ``git_commit`` is the commit when this process first asked (the runner asks when a run starts), so a
+    long-running process keeps reporting the code it loaded, not a later HEAD.
+    """
+    global _STARTED_AT_COMMIT
+    if _STARTED_AT_COMMIT is None:
+        _STARTED_AT_COMMIT = git_commit()
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, torch threads {torch.get_num_threads()}",
-        "git_commit": git_commit(),
+        "git_commit": _STARTED_AT_COMMIT,
     }

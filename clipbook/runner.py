@@ -283,6 +283,7 @@ def run(spec: RunSpec, results_dir: str | Path = DEFAULT_RESULTS, force: bool = 
         return read_json(out)
     cfg = spec.config()
     t0 = time.perf_counter()
+    prov = provenance()  # fixes the commit of the code this process runs
     data = load_images(spec.dataset)
     split = split_lipschitz(data, seed=0)
     model = build_model(MODEL_FOR[spec.dataset], seed=spec.seed)
@@ -321,7 +322,7 @@ def run(spec: RunSpec, results_dir: str | Path = DEFAULT_RESULTS, force: bool = 
         "name": spec.name, "row": spec.row, "dataset": spec.dataset, "method": spec.method,
         "target": spec.target, "seed": spec.seed, "eval_size": spec.eval_size, "n_pgd_test": n_eval,
         "config": cfg.to_dict(), "metrics": metrics, "history": res.history,
-        "provenance": {**provenance(), "clipbook": __version__, "command": command or " ".join(sys.argv),
+        "provenance": {**prov, "clipbook": __version__, "command": command or " ".join(sys.argv),
                        "train_wall_s": train_time, "eval_wall_s": eval_time,
                        "resumed_from_epoch": res.resumed_from,
                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
