@@ -154,21 +154,17 @@ def jacobian_norm_lower_bound(model: nn.Module, x: torch.Tensor, iters: int = 20
 
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
     x = x.detach()
-    n = len(x)
-
     def f(inp: torch.Tensor) -> torch.Tensor:
         return model(inp).flatten(1)
 
     v = torch.randn_like(x)
     v = v / _expand(_flat_norm(v), v)
     _, pullback = vjp(f, x)
-    sigma = torch.zeros(n)
     for _ in range(iters):
         _, jv = jvp(f, (x,), (v,))
         (jtjv,) = pullback(jv)
         norm = _flat_norm(jtjv).clamp_min(1e-30)
         v = jtjv / _expand(norm, jtjv)
-        sigma = _flat_norm(jv)
     _, jv = jvp(f, (x,), (v,))
     return _flat_norm(jv).detach()
 

@@ -7,7 +7,6 @@ folder ``$CLIPBOOK_CACHE`` (default ``~/.cache/clipbook``), outside git. Everyth
 """
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import sys

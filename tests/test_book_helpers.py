@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clipbook import plots
-from clipbook.regression import PATH_LAMBDAS, fit_single, grid, nearest_stage, warm_start_path
+from clipbook.regression import PATH_LAMBDAS, fit_single, nearest_stage, warm_start_path
 from clipbook.widgets import lambda_slider, retrain_panel
 
 
