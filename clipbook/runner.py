@@ -382,7 +382,7 @@ def table1(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_table1(rows: list[dict[str, Any]]) -> str:
     """Table 1 as text: ours (mean ± std over seeds) beside the paper's numbers."""
-    head = f"{'row':<22}{'seeds':>6}{'train':>14}{'test':>14}{'noise':>14}{'PGD':>14}{'lam/mu':>16}   paper: train/test/noise/PGD/param"
+    head = f"{'row':<22}{'seeds':>6}{'train':>14}{'test':>14}{'noise':>14}{'PGD':>14}{'lam/mu':>22}   paper: train/test/noise/PGD/param"
     lines = [head, "-" * len(head)]
     for r in rows:
         def cell(c, w=14, fmt=".1f"):
@@ -391,7 +391,7 @@ def format_table1(rows: list[dict[str, Any]]) -> str:
         p = r["paper"]
         paper = "/".join(str(p[c]) for c in COLUMNS) if p else "(not in the paper)"
         lines.append(f"{r['row']:<22}{len(r['seeds']):>6}{cell('train')}{cell('test')}{cell('noise')}{cell('pgd')}"
-                     f"{cell('lam_or_mu', 16, '.4g')}   {paper}")
+                     f"{cell('lam_or_mu', 22, '.3g')}   {paper}")
     return "\n".join(lines)
 
 
