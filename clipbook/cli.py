@@ -82,9 +82,6 @@ def main(argv: list[str] | None = None) -> int:
             from .runner import refresh_extras
             for name in refresh_extras(args.results, args.force):
                 print(f"extras: {name}")
-            from .runner import compact_artifacts
-            for name in compact_artifacts(args.results):
-                print(f"compacted: {name}")
             return 0
         if args.cmd == "regression":
             from .regression import run_regression

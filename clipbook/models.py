@@ -106,6 +106,11 @@ def apply_spectral_norm(model: nn.Module, scale: float = 1.0) -> nn.Module:
     return model
 
 
+def is_spectrally_normalised(model: nn.Module) -> bool:
+    """True when :func:`apply_spectral_norm` prepared ``model``."""
+    return any(isinstance(m, _Scale) for m in model.modules())
+
+
 def set_spectral_scale(model: nn.Module, scale: float) -> None:
     """Set the scale of every layer prepared by :func:`apply_spectral_norm`."""
     for m in model.modules():

@@ -210,6 +210,12 @@ def add_extras(result: dict[str, Any], model, split, results_dir: Path) -> dict[
     return result
 
 
+def _model(dataset: str, method: str, seed: int | None = None, sn_scale: float = 1.0):
+    """The network of ``dataset``, spectrally normalised for the ``spectral_norm`` method."""
+    model = build_model(MODEL_FOR[dataset], seed=seed)
+    return apply_spectral_norm(model, sn_scale) if method == "spectral_norm" else model
+
+
 def checkpoint_path(name: str) -> Path:
     return cache_dir() / "runs" / f"{name}.model.pt"
 
@@ -220,22 +226,9 @@ def load_checkpoint(result: dict[str, Any]):
     if not p.exists():
         raise FileNotFoundError(f"no checkpoint {p} for {result['name']}: re-run it with "
                                 f"`python -m clipbook train ... --force` (checkpoints live in $CLIPBOOK_CACHE)")
-    model = build_model(MODEL_FOR[result["dataset"]])
-    if result["method"] == "spectral_norm":
-        apply_spectral_norm(model)
+    model = _model(result["dataset"], result["method"])
     model.load_state_dict(torch.load(p))
     return model.eval()
-
-
-def compact_artifacts(results_dir: str | Path = DEFAULT_RESULTS) -> list[str]:
-    """Re-save artifact files whose tensors share storage with larger tensors (same values, small files)."""
-    done = []
-    for p in sorted(Path(results_dir).glob("*.artifacts.pt")):
-        art = torch.load(p)
-        if any(v.untyped_storage().nbytes() > v.numel() * v.element_size() for v in art.values()):
-            save_torch_atomic(p, {k: v.detach().clone() for k, v in art.items()})
-            done.append(p.name)
-    return done
 
 
 def refresh_extras(results_dir: str | Path = DEFAULT_RESULTS, force: bool = False) -> list[str]:
@@ -285,9 +278,7 @@ def run(spec: RunSpec, results_dir: str | Path = DEFAULT_RESULTS, force: bool = 
     prov = provenance()  # fixes the commit of the code this process runs
     data = load_images(spec.dataset)
     split = split_lipschitz(data, seed=0)
-    model = build_model(MODEL_FOR[spec.dataset], seed=spec.seed)
-    if spec.method == "spectral_norm":
-        apply_spectral_norm(model, cfg.sn_scale)
+    model = _model(spec.dataset, spec.method, spec.seed, cfg.sn_scale)
     cache = cache_dir() / "runs"
     state_path = cache / f"{spec.name}.state.pt"
     if force:

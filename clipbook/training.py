@@ -25,7 +25,7 @@ from .evaluation import accuracy, predict
 from .io import save_torch_atomic
 from .lipschitz import (MIN_PAIR_DISTANCE, adversarial_update, ascent_step, layerwise_upper_bound,
                         pair_quotients, search_lipschitz_pairs)
-from .models import _Scale, set_spectral_scale
+from .models import is_spectrally_normalised, set_spectral_scale
 from .progress import progress
 
 METHODS = ("standard", "weight_reg", "clip", "spectral_norm", "jacobian")
@@ -123,11 +123,16 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def discrepancy_step(train_acc: float, target_acc: float, step: float) -> float:
+    """Algorithm 2's direction: ``+step`` (regularise more) if ``train_acc > target_acc``, else ``-step``."""
+    return step if train_acc > target_acc else -step
+
+
 def discrepancy_update(value: float, train_acc: float, target_acc: float, step: float) -> float:
     """Algorithm 2's rule: ``value + step`` if ``train_acc > target_acc`` else ``max(value - step, 0)``."""
     if step < 0 or value < 0:
         raise ValueError("value and step must be >= 0")
-    return value + step if train_acc > target_acc else max(value - step, 0.0)
+    return max(value + discrepancy_step(train_acc, target_acc, step), 0.0)
 
 
 def weight_norm_sq(model: nn.Module) -> torch.Tensor:
@@ -325,7 +330,7 @@ def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | Non
     opt = _optimizer(model, cfg)
     lam, mu, sn = float(cfg.lam), float(cfg.mu), float(cfg.sn_scale)
     if cfg.method == "spectral_norm":
-        if not any(isinstance(m, _Scale) for m in model.modules()):
+        if not is_spectrally_normalised(model):
             raise ValueError("method 'spectral_norm' needs a model prepared with clipbook.models.apply_spectral_norm")
         set_spectral_scale(model, sn)
     acc_ema: float | None = None
@@ -397,8 +402,8 @@ def train(model: nn.Module, task, cfg: TrainConfig, state_path: str | Path | Non
                 if adapt and cfg.method in ("clip", "jacobian"):
                     lam = discrepancy_update(lam, acc_ema, cfg.target_acc, cfg.dlam)
                 elif adapt and cfg.method == "spectral_norm":
-                    # the other way round: high accuracy -> smaller scale (stronger constraint)
-                    sn = max(sn + cfg.dsn if acc_ema <= cfg.target_acc else sn - cfg.dsn, cfg.dsn)
+                    # a smaller scale is a stronger constraint: the scale moves against the step
+                    sn = max(sn - discrepancy_step(acc_ema, cfg.target_acc, cfg.dsn), cfg.dsn)
                     set_spectral_scale(model, sn)
                 elif adapt and cfg.method == "weight_reg":
                     mu = discrepancy_update(mu, acc_ema, cfg.target_acc, cfg.dmu)
