@@ -1,21 +1,36 @@
 """Perturbations: Gaussian noise and L2 PGD (the paper's eq. (13) and the standard variant).
 
-Images are ``[N, C, H, W]`` tensors in ``[0, 1]``; every attack returns images in ``[0, 1]``.
+Images are ``[N, C, H, W]`` tensors in ``[0, 1]``; every attack returns images in ``[0, 1]``. An *attack* is
+any callable ``attack(model, x, y) -> x_adv`` with a ``name``: :class:`PaperPGD`, :class:`L2PGD`, and the
+APGD attacks of :mod:`clipbook.apgd`. Random draws use CPU generators and move to ``x``'s device, so a seed
+gives the same perturbation on every device.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import protocol
+
 PGD_VARIANTS = ("sign", "normalized")
+NOISE_SPACES = ("pixel", "normalised")
 
 
-def gaussian_noise(x: torch.Tensor, std: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``clip(x + std * N(0, 1), 0, 1)``: the paper's noise test uses zero mean and unit variance (std 1)."""
+def gaussian_noise(x: torch.Tensor, std: float = 1.0, generator: torch.Generator | None = None,
+                   space: str = "pixel", data_std: float = 1.0, clip: bool = True) -> torch.Tensor:
+    """``x + std * N(0, 1)`` with the noise in ``space``: ``"pixel"`` adds it to the [0, 1] images;
+    ``"normalised"`` adds it to ``(x - mean) / data_std``, i.e. ``std * data_std`` in pixels. ``clip`` clips
+    the result to [0, 1]. The paper's noise test: zero mean, unit variance (std 1)."""
     if std < 0:
         raise ValueError(f"std must be >= 0, got {std}")
-    return (x + std * torch.randn(x.shape, generator=generator, dtype=x.dtype)).clamp_(0.0, 1.0)
+    if space not in NOISE_SPACES:
+        raise ValueError(f"unknown noise space {space!r}; choose one of {NOISE_SPACES}")
+    scale = std if space == "pixel" else std * data_std
+    noisy = x + scale * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    return noisy.clamp_(0.0, 1.0) if clip else noisy
 
 
 def _norms(d: torch.Tensor) -> torch.Tensor:
@@ -31,18 +46,26 @@ def project(x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def _random_start(x: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
-    d = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    d = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     d = d / _norms(d).clamp_min(1e-12)
     dim = x[0].numel()
-    r = torch.rand((len(x),) + (1,) * (x.ndim - 1), generator=generator, dtype=x.dtype) ** (1.0 / dim)
+    r = torch.rand((len(x),) + (1,) * (x.ndim - 1), generator=generator, dtype=x.dtype).to(x.device) ** (1.0 / dim)
     return project(x, d * r * eps, eps)
+
+
+def pgd_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, eps: float, alpha: float,
+             variant: str = "sign") -> torch.Tensor:
+    """One step of eq. (13): ``delta <- P(delta + alpha * sign(grad))`` (``variant="sign"``), or the standard
+    L2 step ``alpha * grad / ||grad||`` (``"normalized"``); ``P`` is :func:`project`. Returns the new delta."""
+    step = alpha * (grad.sign() if variant == "sign" else grad / _norms(grad).clamp_min(1e-12))
+    return project(x, delta + step, eps)
 
 
 def _pgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
               variant: str, random_start: bool, generator: torch.Generator | None,
               early_stop: bool = True) -> torch.Tensor:
     delta = _random_start(x, eps, generator) if random_start else torch.zeros_like(x)
-    active = torch.ones(len(x), dtype=torch.bool)  # samples still classified correctly
+    active = torch.ones(len(x), dtype=torch.bool, device=x.device)  # samples still classified correctly
     for _ in range(steps):
         idx = active.nonzero().squeeze(1)
         if len(idx) == 0:
@@ -55,26 +78,25 @@ def _pgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, al
         loss = F.cross_entropy(logits, y[idx], reduction="sum")
         (g,) = torch.autograd.grad(loss, da)
         with torch.no_grad():
-            step = alpha * (g.sign() if variant == "sign" else g / _norms(g).clamp_min(1e-12))
+            new = pgd_step(xa, da.detach(), g, eps, alpha, variant)
             # samples already fooled at the current iterate are frozen there (never un-fooled)
-            step[fooled] = 0.0
-            delta[idx] = project(xa, da.detach() + step, eps)
+            delta[idx] = torch.where(fooled.view(-1, *([1] * (x.ndim - 1))), project(xa, da.detach(), eps), new)
             active[idx[fooled]] = False
     return (x + delta).clamp(0.0, 1.0).detach()
 
 
-def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 2.0, alpha: float = 0.25,
-           steps: int = 100, variant: str = "sign", random_start: bool = False, restarts: int = 1,
-           generator: torch.Generator | None = None, early_stop: bool = True) -> torch.Tensor:
+def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = protocol.EPS,
+           alpha: float = protocol.ALPHA, steps: int = protocol.STEPS, variant: str = "sign",
+           random_start: bool = False, restarts: int = 1, generator: torch.Generator | None = None,
+           early_stop: bool = True) -> torch.Tensor:
     """L2 projected gradient attack on cross-entropy; returns ``x_adv`` with ``||x_adv - x|| <= eps`` in [0, 1].
 
     ``variant="sign"`` is the paper's eq. (13): ``x <- P(x + alpha * sign(grad))`` from ``x`` itself
     (alpha = 0.25, 100 steps, eps = 2). ``variant="normalized"`` is the standard L2 PGD step
     ``alpha * grad / ||grad||``; with ``random_start=True`` each restart begins uniformly in the ball.
-    ``P`` clips to [0, 1] and rescales into the ball (see :func:`project`). A sample is frozen at the first
-    iterate that is misclassified, so the attack's success never decreases with more steps; over
-    ``restarts`` the first successful restart per sample is kept (``early_stop=False`` attacks every sample
-    for all steps: for throughput benchmarks). Shapes: ``x`` ``[N, ...]``, ``y`` ``[N]``.
+    A sample is frozen at the first iterate that is misclassified, so the attack's success never decreases
+    with more steps; over ``restarts`` the first successful restart per sample is kept (``early_stop=False``
+    attacks every sample for all steps: for throughput benchmarks). Shapes: ``x`` ``[N, ...]``, ``y`` ``[N]``.
     """
     if variant not in PGD_VARIANTS:
         raise ValueError(f"unknown PGD variant {variant!r}; choose one of {PGD_VARIANTS}")
@@ -84,7 +106,7 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 2.0,
     model.eval()
     try:
         best = x.clone()
-        remaining = torch.ones(len(x), dtype=torch.bool)
+        remaining = torch.ones(len(x), dtype=torch.bool, device=x.device)
         for _ in range(restarts):
             idx = remaining.nonzero().squeeze(1)
             if len(idx) == 0:
@@ -98,6 +120,40 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 2.0,
         return best
     finally:
         model.train(was_training)
+
+
+@dataclass(frozen=True)
+class PaperPGD:
+    """The paper's attack, eq. (13): sign steps of size ``alpha`` from the image itself, L2 ball ``eps``."""
+    eps: float = protocol.EPS
+    alpha: float = protocol.ALPHA
+    steps: int = protocol.STEPS
+
+    @property
+    def name(self) -> str:
+        return "pgd-sign"
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return pgd_l2(model, x, y, self.eps, self.alpha, self.steps, variant="sign")
+
+
+@dataclass(frozen=True)
+class L2PGD:
+    """Standard L2 PGD (Madry et al.): normalised gradient steps of ``2.5 * eps / steps``, a random start in
+    the ball and ``restarts`` restarts; the draws come from a generator seeded with ``seed`` at each call."""
+    eps: float = protocol.EPS
+    steps: int = protocol.STEPS
+    restarts: int = 3
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return "pgd-l2"
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed)
+        return pgd_l2(model, x, y, self.eps, 2.5 * self.eps / max(self.steps, 1), self.steps, variant="normalized",
+                      random_start=True, restarts=self.restarts, generator=g)
 
 
 def sign_gradient_alignment(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

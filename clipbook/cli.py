@@ -1,4 +1,8 @@
-"""Command line: ``python -m clipbook {train,reproduce,table,regression}``."""
+"""Command line: ``python -m clipbook {train,reproduce,evaluate,table,regression,data}``.
+
+Heavy modules (torch, torchvision) are imported only by the command that needs them, so ``--help`` is quick.
+Every bad input ends in one line ``error: ...`` naming the problem and the fix, and exit status 2.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,16 +11,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from .data import DATASETS
-from .runner import BASELINES, DEFAULT_RESULTS, RunSpec, format_table1, is_done, load_results, run, table1, table1_specs
-from .training import METHODS
+DATASETS = ("mnist", "fashion")  # as clipbook.data.DATASETS (not imported: it would import torch)
+METHODS = ("standard", "weight_reg", "clip", "spectral_norm", "jacobian", "adversarial")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _overrides(pairs: list[str]) -> dict:
     out = {}
     for p in pairs:
         if "=" not in p:
-            raise SystemExit(f"--set expects KEY=VALUE, got {p!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {p!r}")
         k, v = p.split("=", 1)
         try:
             out[k] = json.loads(v)
@@ -25,89 +29,157 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole number' if kind is int else 'number'}, got {text!r}")
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return v
+    return parse
+
+
+def _target(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], e.g. 0.9, got {text!r}")
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (a fraction, e.g. 0.9 for 90 %), got {text}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def _results_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", type=Path, default=None,
+                   help="results folder (default: $CLIPBOOK_RESULTS or ./clipbook-results; the book's own is results/)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: %(default)s)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the dataset's, 100)")
-    p.add_argument("--eval-size", type=int, help="attack only the first N test images with PGD (default: all 10,000)")
+    _results_arg(p)
+    p.add_argument("--epochs", type=_positive(int), help="training epochs (default: the dataset's, 100)")
+    p.add_argument("--eval-size", type=_positive(int),
+                   help="eq. (13) PGD on the first N test images only (default: all 10,000)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a TrainConfig setting, e.g. --set lip_pairs=64 (repeatable)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="where to compute (default: %(default)s: CUDA, MPS, CPU)")
     p.add_argument("--force", action="store_true", help="recompute even if a finished result exists")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clipbook", description=(
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m clipbook", description=(
         "CLIP: Cheap Lipschitz Training (Bungert et al. 2021). Train and evaluate Table 1 configurations, "
         "print Table 1, run the regression experiment. Data from $CLIPBOOK_DATA."))
-    sub = parser.add_subparsers(dest="cmd", required=True)
-
+    sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train + evaluate one Table 1 configuration, store its JSON result")
     p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument("--method", choices=METHODS, required=True)
-    p.add_argument("--target", type=float, help="target training accuracy alpha in (0, 1], e.g. 0.9 (not for standard)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target", type=_target, help="target training accuracy alpha in (0, 1], e.g. 0.9 (not for standard)")
+    p.add_argument("--seed", type=_seed, default=0)
     _common(p)
-
     p = sub.add_parser("reproduce", help="all Table 1 rows (resumable: finished runs are skipped)")
     p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--seeds", nargs="+", type=_seed, default=[0])
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
     p.add_argument("--baselines", action="store_true",
-                   help="the beyond-the-paper rows instead: spectral normalisation and Jacobian penalty at 95/90/85 %%")
+                   help="the beyond-the-paper rows instead: spectral normalisation, Jacobian penalty, adversarial training")
     _common(p)
-
-    p = sub.add_parser("extras", help="(re)compute robustness curves and figure artifacts from cached checkpoints")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    p = sub.add_parser("evaluate", help="(re)compute strong attacks, curves, bounds and figure tensors from checkpoints")
+    _results_arg(p)
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--force", action="store_true", help="also for results that have them")
-
     p = sub.add_parser("table", help="print Table 1 from stored results beside the paper's numbers")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-
+    _results_arg(p)
     p = sub.add_parser("regression", help="the Sec. 4.1 experiment: Fig. 2 and the lambda path of the book's slider")
-    p.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "regression")
-    p.add_argument("--epochs", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/regression)")
+    _results_arg(p)
+    p.add_argument("--epochs", type=_positive(int), default=1000)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--force", action="store_true")
+    p = sub.add_parser("data", help="download MNIST and Fashion-MNIST into $CLIPBOOK_DATA (or ~/.cache/clipbook/data)")
+    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    return ap
 
-    args = parser.parse_args(argv)
+
+def _results_dir(args) -> Path:
+    from .storage import default_results_dir  # light: no torch
+    return args.results if args.results is not None else default_results_dir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     command = "python -m clipbook " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
-        if args.cmd == "table":
-            rows = table1(load_results(args.results))
-            if not rows:
-                print(f"no results in {args.results}; run `python -m clipbook reproduce` first", file=sys.stderr)
-                return 1
-            print(format_table1(rows))
-            return 0
-        if args.cmd == "extras":
-            from .runner import refresh_extras
-            for name in refresh_extras(args.results, args.force):
-                print(f"extras: {name}")
-            return 0
-        if args.cmd == "regression":
-            from .regression import run_regression
-            for name, path in run_regression(args.out, args.epochs, args.seed, args.force, command).items():
-                print(f"{name}: {path}")
-            return 0
-        over = _overrides(args.set)
-        if args.epochs is not None:
-            over["epochs"] = args.epochs
-        if args.cmd == "train":
-            specs = [RunSpec(args.dataset, args.method, args.target, args.seed, over, args.eval_size)]
-        else:
-            methods = BASELINES if args.baselines else ("weight_reg", "clip")
-            specs = table1_specs(args.datasets, args.seeds, methods, overrides=over, eval_size=args.eval_size)
-            if args.dry_run:
-                for s in specs:
-                    print(f"{'done' if is_done(s, args.results) else 'todo'}  {s.name}")
-                return 0
-        for i, s in enumerate(specs, 1):
-            print(f"[{i}/{len(specs)}] {s.name}", file=sys.stderr, flush=True)
-            r = run(s, args.results, force=args.force, command=command)
-            m = r["metrics"]
-            print(f"{s.name}: train {m['train']:.1f}  test {m['test']:.1f}  noise {m['noise']:.1f}  "
-                  f"PGD {m['pgd']:.1f}  lam/mu {m['lam_or_mu']:.4g}  Lip est {m['lip_estimate']:.3f}  "
-                  f"bound {m['upper_bound']:.3f}", flush=True)
-        return 0
-    except (ValueError, FileNotFoundError) as err:  # DataNotFoundError included
-        print(f"error: {err}", file=sys.stderr)
+        return _dispatch(args, command)
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:  # DataNotFoundError included
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished epochs are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args, command: str) -> int:
+    if args.cmd == "data":
+        from .data import download
+        for name, folder in download(args.datasets).items():
+            print(f"{name}: {folder}")
+        return 0
+    results = _results_dir(args)
+    if args.cmd == "table":
+        from .reporting import format_table1, table1
+        from .storage import load_results
+        rows = table1(load_results(results))
+        if not rows:
+            raise ValueError(f"no results in {results}; run `python -m clipbook train ...` or pass --results results")
+        print(format_table1(rows))
+        return 0
+    if args.cmd == "evaluate":
+        from .runner import refresh_evaluation
+        for name in refresh_evaluation(results, args.force, args.device):
+            print(f"evaluated: {name}")
+        return 0
+    if args.cmd == "regression":
+        from .regression import run_regression
+        for name, path in run_regression(args.out or results / "regression", args.epochs, args.seed, args.force,
+                                         command).items():
+            print(f"{name}: {path}")
+        return 0
+    from dataclasses import replace
+
+    from .experiments import BASELINES, BUDGETS, RunSpec, table1_specs
+    from .runner import is_done, run
+    over = _overrides(args.set)
+    if args.epochs is not None:
+        over["epochs"] = args.epochs
+    datasets = [args.dataset] if args.cmd == "train" else args.datasets
+    budgets = {d: replace(BUDGETS[d], pgd=args.eval_size) for d in datasets}
+    if args.cmd == "train":
+        specs = [RunSpec(args.dataset, args.method, args.target, args.seed, over, budgets[args.dataset])]
+    else:
+        methods = BASELINES if args.baselines else ("weight_reg", "clip")
+        specs = [s for d in datasets for s in table1_specs([d], args.seeds, methods, overrides=over, budget=budgets[d])]
+        if args.dry_run:
+            for s in specs:
+                print(f"{'done' if is_done(s, results) else 'todo'}  {s.name}")
+            return 0
+    for i, s in enumerate(specs, 1):
+        print(f"[{i}/{len(specs)}] {s.name} -> {results}", file=sys.stderr, flush=True)
+        r = run(s, results, force=args.force, command=command, device=args.device)
+        m = r["metrics"]
+        worst = r["robust"]["worst"][0]
+        print(f"{s.name}: train {m['train']:.1f}  test {m['test']:.1f}  noise {m['noise']:.1f} / normalised "
+              f"{m['noise_normalised']:.1f}  PGD {m['pgd']:.1f}  worst {worst:.1f}  lam {m['lam']:.4g}  mu {m['mu']:.4g}  "
+              f"Lip est {m['lip_estimate']:.3f}  bound {m['upper_bound']:.3f}", flush=True)
+    return 0

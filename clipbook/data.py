@@ -7,7 +7,7 @@ The data root is ``$CLIPBOOK_DATA`` (default ``~/.cache/clipbook/data``) laid ou
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -50,11 +50,9 @@ class ImageData:
 
 def _missing_message(name: str, root: Path, reason: str) -> str:
     folder = root / _FOLDERS[name] / "raw"
-    files = ", ".join(_RAW_FILES)
-    return (f"{name} data not found in {folder} ({reason}).\n"
-            f"Set the environment variable {DATA_ENV} to a folder that holds {_FOLDERS[name]}/raw/ with the "
-            f"uncompressed IDX files ({files}), e.g. `export {DATA_ENV}=../shared/data`, "
-            f"or run once on a machine with internet access so torchvision can download them into {root}.")
+    return (f"{name} data not found in {folder} ({reason}). Fix: run `python -m clipbook data` (downloads "
+            f"MNIST and Fashion-MNIST into {root}; needs network), or set {DATA_ENV} to a folder holding "
+            f"{_FOLDERS[name]}/raw/ with the IDX files ({', '.join(_RAW_FILES)})")
 
 
 def load_images(name: str, root: str | os.PathLike | None = None, download: bool | None = None) -> ImageData:
@@ -84,12 +82,23 @@ def load_images(name: str, root: str | os.PathLike | None = None, download: bool
     return ImageData(name, to_float(train.data), train.targets.clone(), to_float(test.data), test.targets.clone())
 
 
+def download(names: tuple[str, ...] | list[str] = DATASETS) -> dict[str, Path]:
+    """Fetch the datasets into :func:`data_root` (torchvision's downloader; needs network). Returns the
+    folder of each; a dataset already there is only checked."""
+    out = {}
+    for name in names:
+        load_images(name, download=True)
+        out[name] = data_root() / _FOLDERS[_check_dataset(name)] / "raw"
+    return out
+
+
 @dataclass
 class ClassificationSplit:
-    """The training set minus the held-out Lipschitz images (Sec. 4.2).
+    """Three disjoint parts of the training images, and the test set (Sec. 4.2).
 
-    ``x_lip`` are ``lip_size`` held-out training images; CLIP pairs each with a noisy copy.
-    ``x_val, y_val`` are the first ``val_size`` of them with labels, used to select the checkpoint.
+    ``x_lip``: the held-out Lipschitz set (CLIP pairs each image with a noisy copy); ``x_val, y_val``: the
+    validation images that select the checkpoint, disjoint from X_Lip so that CLIP's regulariser never
+    trains on the images that judge it; ``x_train, y_train``: the rest. Images ``[N, 1, 28, 28]``.
     """
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -99,20 +108,29 @@ class ClassificationSplit:
     x_test: torch.Tensor
     y_test: torch.Tensor
 
+    def to(self, device: torch.device | str) -> "ClassificationSplit":
+        """The same split with every tensor on ``device``."""
+        return ClassificationSplit(*(getattr(self, f.name).to(device) for f in fields(self)))
 
-def split_lipschitz(data: ImageData, lip_size: int = 6000, val_size: int = 1000, seed: int = 0) -> ClassificationSplit:
-    """Hold ``lip_size`` training images out (seeded) as the Lipschitz set; the rest is the training set."""
-    n = len(data.x_train)
+
+def split_indices(n: int, lip_size: int = 6000, val_size: int = 1000, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Disjoint index sets ``lip``, ``val`` and ``train`` covering ``range(n)``, from a seeded permutation."""
     if not 0 < lip_size < n:
         raise ValueError(f"lip_size must be in (0, {n}), got {lip_size}")
-    if not 0 <= val_size <= lip_size:
-        raise ValueError(f"val_size must be in [0, lip_size={lip_size}], got {val_size}")
+    if not 0 <= val_size < n - lip_size:
+        raise ValueError(f"val_size must be in [0, {n - lip_size}), got {val_size}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    held, kept = perm[:lip_size], perm[lip_size:]
+    return {"lip": perm[:lip_size], "val": perm[lip_size:lip_size + val_size], "train": perm[lip_size + val_size:]}
+
+
+def split_lipschitz(data: ImageData, lip_size: int = 6000, val_size: int = 1000, seed: int = 0) -> ClassificationSplit:
+    """Hold out ``lip_size`` training images as the Lipschitz set and ``val_size`` others for validation
+    (disjoint, seeded); the remaining images are the training set."""
+    idx = split_indices(len(data.x_train), lip_size, val_size, seed)
     return ClassificationSplit(
-        x_train=data.x_train[kept], y_train=data.y_train[kept],
-        x_lip=data.x_train[held],
-        x_val=data.x_train[held[:val_size]], y_val=data.y_train[held[:val_size]],
+        x_train=data.x_train[idx["train"]], y_train=data.y_train[idx["train"]],
+        x_lip=data.x_train[idx["lip"]],
+        x_val=data.x_train[idx["val"]], y_val=data.y_train[idx["val"]],
         x_test=data.x_test, y_test=data.y_test)
 
 
@@ -120,7 +138,7 @@ def noisy_pairs(x: torch.Tensor, noise: float, generator: torch.Generator | None
     """Pairs ``(x, x + noise * N(0, 1))``: the paper's "images and their noisy versions". Shapes as ``x``."""
     if noise <= 0:
         raise ValueError(f"noise must be > 0 so that the pairs differ, got {noise}")
-    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype) * noise
+    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) * noise
     return x.clone(), x + eps
 
 

@@ -1,11 +1,15 @@
-"""Accuracy on clean, noisy and adversarial inputs, batched, with progress bars."""
+"""Accuracy on clean, noisy and attacked inputs, batched, on the model's device, with progress bars."""
 from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from .attacks import gaussian_noise, pgd_l2
-from .progress import progress
+from .attacks import gaussian_noise
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
@@ -19,37 +23,53 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.
         model.train(was)
 
 
+def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Per-sample correctness ``[N]`` (bool)."""
+    return predict(model, x, batch_size).argmax(1) == y
+
+
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
     """Fraction of ``x`` classified as ``y`` (in [0, 1])."""
     if len(x) == 0:
         raise ValueError("accuracy of an empty set")
-    return (predict(model, x, batch_size).argmax(1) == y).float().mean().item()
+    return correct(model, x, y, batch_size).float().mean().item()
 
 
 def noise_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, std: float = 1.0, seed: int = 0,
-                   batch_size: int = 2000) -> float:
-    """Accuracy on ``clip(x + std * N(0, 1), 0, 1)`` with seeded noise."""
+                   batch_size: int = 2000, **noise) -> float:
+    """Accuracy on :func:`~clipbook.attacks.gaussian_noise` images (seeded; ``noise``: its space options)."""
     g = torch.Generator().manual_seed(seed)
-    return accuracy(model, gaussian_noise(x, std, g), y, batch_size)
+    return accuracy(model, gaussian_noise(x, std, g, **noise), y, batch_size)
 
 
-def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 2.0, alpha: float = 0.25,
-                 steps: int = 100, batch_size: int = 1000, desc: str = "PGD", seed: int = 0,
-                 **pgd_kwargs) -> float:
-    """Accuracy under :func:`clipbook.attacks.pgd_l2` (arguments as there), attacked in batches."""
-    g = torch.Generator().manual_seed(seed)
-    correct = 0
-    for i in progress(range(0, len(x), batch_size), desc=desc, unit="batch"):
-        adv = pgd_l2(model, x[i:i + batch_size], y[i:i + batch_size], eps, alpha, steps, generator=g, **pgd_kwargs)
-        correct += (predict(model, adv).argmax(1) == y[i:i + batch_size]).sum().item()
-    return correct / len(x)
+def robust_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, batch_size: int = 1000,
+                desc: str | None = None) -> torch.Tensor:
+    """Per sample ``[N]`` (bool): still classified correctly after ``attack(model, x, y)``, in batches."""
+    out = []
+    for i in tqdm(range(0, len(x), batch_size), desc=desc or getattr(attack, "name", "attack"), unit="batch", leave=False):
+        adv = attack(model, x[i:i + batch_size], y[i:i + batch_size])
+        out.append(correct(model, adv, y[i:i + batch_size]))
+    return torch.cat(out)
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise_std: float = 1.0, eps: float = 2.0,
-             alpha: float = 0.25, steps: int = 100, seed: int = 0) -> dict[str, float]:
-    """Table 1's columns on ``(x, y)``: clean, Gaussian-noise and PGD accuracy, in percent."""
-    return {
-        "clean": 100 * accuracy(model, x, y),
-        "noise": 100 * noise_accuracy(model, x, y, noise_std, seed),
-        "pgd": 100 * pgd_accuracy(model, x, y, eps, alpha, steps, seed=seed),
-    }
+def attack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, batch_size: int = 1000) -> float:
+    """Accuracy [0, 1] under ``attack`` (the exact ratio of counts)."""
+    return robust_mask(model, x, y, attack, batch_size).sum().item() / len(x)
+
+
+def worst_case_accuracy(masks: Sequence[torch.Tensor]) -> float:
+    """Robust accuracy [0, 1] against the strongest attack per image: correct only if every attack failed."""
+    return torch.stack(list(masks)).all(0).float().mean().item()
+
+
+class ValidationAttack:
+    """Callback for :func:`clipbook.training.train`: validation accuracy, clean (``val_clean``) and under
+    ``attack`` (``val_pgd``), in percent, after every epoch. With :class:`clipbook.training.KeepBest`
+    (``key="val_pgd"``) it selects the checkpoint."""
+
+    def __init__(self, x_val: torch.Tensor, y_val: torch.Tensor, attack: Attack):
+        self.x_val, self.y_val, self.attack = x_val, y_val, attack
+
+    def on_epoch_end(self, model: nn.Module, record: dict[str, float]) -> None:
+        record["val_clean"] = 100 * accuracy(model, self.x_val, self.y_val)
+        record["val_pgd"] = 100 * correct(model, self.attack(model, self.x_val, self.y_val), self.y_val).float().mean().item()

@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import torch
 
+from .device import describe
+
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     """Write via ``write(tmp)`` into a temp file beside ``path``, then rename over it."""
@@ -44,12 +46,13 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The current git commit (with ``-dirty`` if the tree has changes), or ``"unknown"``."""
+    """The current git commit (with ``-dirty`` if the package's own source has uncommitted changes), or
+    ``"unknown"``."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=cwd,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -59,7 +62,7 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
 _STARTED_AT_COMMIT: str | None = None
 
 
-def provenance() -> dict:
+def provenance(device: torch.device | None = None) -> dict:
     """Versions and machine facts recorded beside every stored result.
 
     ``git_commit`` is the commit when this process first asked (the runner asks when a run starts), so a
@@ -73,4 +76,5 @@ def provenance() -> dict:
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, torch threads {torch.get_num_threads()}",
         "git_commit": _STARTED_AT_COMMIT,
+        "device": describe(device or torch.device("cpu")),
     }

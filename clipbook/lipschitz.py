@@ -1,11 +1,12 @@
-"""Lipschitz constants: difference quotients, Algorithm 1, the estimate (5), the product bound (4), lower bounds.
+"""Lipschitz constants from below: difference quotients, Algorithm 1, the estimate (5), lower bounds.
+
+The product bound (4), an upper bound, is in :mod:`clipbook.bounds`.
 
 All norms are Euclidean (the paper's choice in Sec. 4). A batch of pairs is two tensors ``x, x_prime`` of
 the same shape ``[n, *input_shape]``; outputs are flattened per sample.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -167,108 +168,3 @@ def jacobian_norm_lower_bound(model: nn.Module, x: torch.Tensor, iters: int = 20
         v = jtjv / _expand(norm, jtjv)
     _, jv = jvp(f, (x,), (v,))
     return _flat_norm(jv).detach()
-
-
-# ---------------------------------------------------------------- the layer-wise upper bound (4)
-
-#: Lipschitz constants of the elementwise activations (Euclidean norm).
-ACTIVATION_LIPSCHITZ: dict[type, float] = {
-    nn.Sigmoid: 0.25, nn.ReLU: 1.0, nn.Tanh: 1.0, nn.LeakyReLU: 1.0, nn.ELU: 1.0, nn.Identity: 1.0,
-    nn.Flatten: 1.0, nn.Dropout: 1.0,
-}
-
-
-def linear_operator_norm(apply, adjoint, shape: tuple[int, ...], iters: int = 100, seed: int = 0) -> float:
-    """Largest singular value of a linear operator by power iteration on ``adjoint(apply(v))``.
-
-    ``apply`` maps ``[1, *shape]`` tensors; the estimate converges to the norm from below.
-    """
-    g = torch.Generator().manual_seed(seed)
-    v = torch.randn((1, *shape), generator=g)
-    v = v / v.norm()
-    with torch.no_grad():
-        for _ in range(iters):
-            w = adjoint(apply(v))
-            v = w / w.norm().clamp_min(1e-30)
-        return apply(v).norm().item()
-
-
-def conv2d_operator_norm(conv: nn.Conv2d, input_shape: tuple[int, int, int], iters: int = 100) -> float:
-    """Spectral norm of the linear part of ``conv`` acting on inputs of shape ``input_shape`` (C, H, W),
-    padding and stride included (power iteration with ``conv2d`` and its adjoint ``conv_transpose2d``)."""
-    import torch.nn.functional as F
-
-    w = conv.weight.detach()
-    c, h, wd = input_shape
-
-    def apply(v):
-        return F.conv2d(v, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-
-    natural = F.conv_transpose2d(apply(torch.zeros(1, c, h, wd)), w, None, conv.stride, conv.padding, 0,
-                                 conv.groups, conv.dilation).shape[-2:]
-    # output_padding restores the input rows/columns that a strided convolution reads but the natural
-    # transpose size leaves out, making ``adjoint`` the exact adjoint of ``apply``
-    out_pad = (h - natural[0], wd - natural[1])
-
-    def adjoint(u):
-        return F.conv_transpose2d(u, w, None, conv.stride, conv.padding, out_pad, conv.groups, conv.dilation)
-
-    return linear_operator_norm(apply, adjoint, (c, h, wd), iters)
-
-
-def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The model's layers: leaf modules, where a parametrized layer (e.g. spectral norm) counts as a leaf
-    and the parametrization modules inside it are skipped."""
-    return [(n, m) for n, m in model.named_modules()
-            if "parametrizations" not in n.split(".")
-            and all(c == "parametrizations" for c, _ in m.named_children())]
-
-
-def layer_lipschitz_constants(model: nn.Module, input_shape: tuple[int, ...] | None = None,
-                              iters: int = 100) -> list[tuple[str, float]]:
-    """``(layer name, Lipschitz constant)`` for each layer of a feed-forward (``nn.Sequential``-like) model.
-
-    Linear layers: exact spectral norm (SVD); convolutions: power iteration on the true operator at the
-    input shape the layer sees; activations from :data:`ACTIVATION_LIPSCHITZ`; max-pooling with
-    ``stride >= kernel`` is 1-Lipschitz. Raises ``ValueError`` for a layer it cannot bound.
-    """
-    input_shape = input_shape or getattr(model, "input_shape", None)
-    if input_shape is None:
-        raise ValueError("input_shape is needed (pass it or set model.input_shape)")
-    shapes: dict[nn.Module, tuple[int, ...]] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out: shapes.__setitem__(mod, tuple(inp[0].shape[1:])))
-             for _, m in _layers(model)]
-    try:
-        with torch.no_grad():
-            p = next(model.parameters(), None)
-            model(torch.zeros((1, *input_shape), device=p.device if p is not None else None))
-    finally:
-        for h in hooks:
-            h.remove()
-    consts = []
-    for name, m in _layers(model):
-        if m not in shapes:
-            continue
-        if isinstance(m, nn.Linear):
-            c = torch.linalg.matrix_norm(m.weight.detach().double(), ord=2).item()
-        elif isinstance(m, nn.Conv2d):
-            c = conv2d_operator_norm(m, shapes[m], iters)
-        elif isinstance(m, (nn.MaxPool2d,)):
-            k, s = m.kernel_size, m.stride
-            k = (k, k) if isinstance(k, int) else k
-            s = (s, s) if isinstance(s, int) else s
-            if s[0] < k[0] or s[1] < k[1]:
-                c = math.sqrt(math.ceil(k[0] / s[0]) * math.ceil(k[1] / s[1]))
-            else:
-                c = 1.0
-        elif type(m) in ACTIVATION_LIPSCHITZ:
-            c = ACTIVATION_LIPSCHITZ[type(m)]
-        else:
-            raise ValueError(f"layerwise_upper_bound: no Lipschitz constant known for layer {name!r} ({type(m).__name__})")
-        consts.append((name, float(c)))
-    return consts
-
-
-def layerwise_upper_bound(model: nn.Module, input_shape: tuple[int, ...] | None = None, iters: int = 100) -> float:
-    """The product bound (4): prod of the layers' Lipschitz constants (see :func:`layer_lipschitz_constants`)."""
-    return float(math.prod(c for _, c in layer_lipschitz_constants(model, input_shape, iters)))

@@ -7,30 +7,39 @@ from torch import nn
 MODELS = ("mnist_mlp", "fashion_cnn", "regression_mlp", "toy_mlp")
 
 
-def mnist_mlp(hidden: int = 64) -> nn.Sequential:
+class Network(nn.Sequential):
+    """``nn.Sequential`` that knows one sample's input shape (``input_shape``), which the bounds of
+    :mod:`clipbook.bounds` need for convolutions. The state dict is that of the plain ``nn.Sequential``."""
+
+    def __init__(self, *layers: nn.Module, input_shape: tuple[int, ...]):
+        super().__init__(*layers)
+        self.input_shape = tuple(input_shape)
+
+
+def mnist_mlp(hidden: int = 64) -> Network:
     """MNIST: 784-64-64-10 with sigmoid activations (Sec. 4.2). Input ``[N, 1, 28, 28]``, logits ``[N, 10]``."""
-    return nn.Sequential(
+    return Network(
         nn.Flatten(),
         nn.Linear(784, hidden), nn.Sigmoid(),
         nn.Linear(hidden, hidden), nn.Sigmoid(),
-        nn.Linear(hidden, 10))
+        nn.Linear(hidden, 10), input_shape=(1, 28, 28))
 
 
-def fashion_cnn() -> nn.Sequential:
+def fashion_cnn() -> Network:
     """Fashion-MNIST: the "simple CNN" of Madry et al. (2018).
 
     conv 32@5x5 (same padding), ReLU, max-pool 2, conv 64@5x5, ReLU, max-pool 2, fc 1024, ReLU, fc 10.
     Input ``[N, 1, 28, 28]``, logits ``[N, 10]``.
     """
-    return nn.Sequential(
+    return Network(
         nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(64 * 7 * 7, 1024), nn.ReLU(),
-        nn.Linear(1024, 10))
+        nn.Linear(1024, 10), input_shape=(1, 28, 28))
 
 
-def regression_mlp(widths: tuple[int, ...] = (500, 200, 100), output_sigmoid: bool = False) -> nn.Sequential:
+def regression_mlp(widths: tuple[int, ...] = (500, 200, 100), output_sigmoid: bool = False) -> Network:
     """Regression (Sec. 4.1): 1-500-200-100-1 with sigmoid activations. Input ``[N, 1]``, output ``[N, 1]``.
 
     The paper's network ends in a (non-negative) sigmoid, which is why its fits cannot follow the
@@ -44,41 +53,32 @@ def regression_mlp(widths: tuple[int, ...] = (500, 200, 100), output_sigmoid: bo
     layers.append(nn.Linear(prev, 1))
     if output_sigmoid:
         layers.append(nn.Sigmoid())
-    return nn.Sequential(*layers)
+    return Network(*layers, input_shape=(1,))
 
 
-def toy_mlp(hidden: int = 32) -> nn.Sequential:
+def toy_mlp(hidden: int = 32) -> Network:
     """A 2-32-32-2 sigmoid MLP for the book's two-dimensional illustrations. Input ``[N, 2]``, logits ``[N, 2]``."""
-    return nn.Sequential(nn.Linear(2, hidden), nn.Sigmoid(), nn.Linear(hidden, hidden), nn.Sigmoid(),
-                         nn.Linear(hidden, 2))
+    return Network(nn.Linear(2, hidden), nn.Sigmoid(), nn.Linear(hidden, hidden), nn.Sigmoid(),
+                   nn.Linear(hidden, 2), input_shape=(2,))
 
 
-INPUT_SHAPES = {"mnist_mlp": (1, 28, 28), "fashion_cnn": (1, 28, 28), "regression_mlp": (1,), "toy_mlp": (2,)}
-
-
-def build_model(name: str, seed: int | None = None) -> nn.Sequential:
-    """Build one of :data:`MODELS`, initialised from ``seed`` when given.
-
-    The model gets an ``input_shape`` attribute (one sample's shape) used by the layer-wise bound.
-    """
+def build_model(name: str, seed: int | None = None) -> Network:
+    """Build one of :data:`MODELS`, initialised from ``seed`` when given (``torch.manual_seed``)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
     if seed is not None:
         torch.manual_seed(seed)
-    model = {"mnist_mlp": mnist_mlp, "fashion_cnn": fashion_cnn, "regression_mlp": regression_mlp,
-             "toy_mlp": toy_mlp}[name]()
-    model.input_shape = INPUT_SHAPES[name]
-    return model
+    return {"mnist_mlp": mnist_mlp, "fashion_cnn": fashion_cnn, "regression_mlp": regression_mlp,
+            "toy_mlp": toy_mlp}[name]()
 
 
-def abs_network() -> nn.Sequential:
+def abs_network() -> Network:
     """|x| = ReLU(x) + ReLU(-x) as a 1-2-1 ReLU net: each layer has norm sqrt(2), so the product bound
     (4) is 2 while the true Lipschitz constant is 1 (the paper's introductory example)."""
-    net = nn.Sequential(nn.Linear(1, 2, bias=False), nn.ReLU(), nn.Linear(2, 1, bias=False))
+    net = Network(nn.Linear(1, 2, bias=False), nn.ReLU(), nn.Linear(2, 1, bias=False), input_shape=(1,))
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor([[1.0], [-1.0]]))
         net[2].weight.copy_(torch.tensor([[1.0, 1.0]]))
-    net.input_shape = (1,)
     return net
 
 

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-os.environ.setdefault("CLIPBOOK_NO_PROGRESS", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +26,9 @@ def trained_mlp(mnist_split):
     from dataclasses import replace
 
     from clipbook.models import build_model
-    from clipbook.training import ClassificationTask, TrainConfig, train
+    from clipbook.tasks import ClassificationTask
+    from clipbook.training import TrainConfig, train
     sp = replace(mnist_split, x_train=mnist_split.x_train[:20000], y_train=mnist_split.y_train[:20000])
     model = build_model("mnist_mlp", seed=0)
-    train(model, ClassificationTask(sp), TrainConfig(method="standard", epochs=5, eval_lip_steps=0, val_pgd_steps=0))
+    train(model, ClassificationTask(sp), TrainConfig(method="standard", epochs=5, eval_lip_steps=0))
     return model

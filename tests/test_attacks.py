@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from clipbook.attacks import gaussian_noise, pgd_l2, project
-from clipbook.evaluation import accuracy, pgd_accuracy
+from clipbook.attacks import L2PGD, PaperPGD, gaussian_noise, pgd_l2, pgd_step, project
+from clipbook.evaluation import accuracy, attack_accuracy, worst_case_accuracy
 
 
 def _norms(d):
@@ -23,11 +23,37 @@ def test_pgd_stays_in_ball_and_box_and_lowers_accuracy(trained_mlp, mnist_split,
     assert attacked < clean - 0.2
 
 
-def test_pgd_accuracy_never_increases_with_more_steps_or_larger_eps(trained_mlp, mnist_split):
+def test_pgd_accuracy_never_increases_with_more_steps(trained_mlp, mnist_split):
     x, y = mnist_split.x_test[:200], mnist_split.y_test[:200]
-    by_steps = [pgd_accuracy(trained_mlp, x, y, eps=1.0, steps=s) for s in (0, 2, 5, 20)]
+    by_steps = [attack_accuracy(trained_mlp, x, y, PaperPGD(eps=1.0, steps=s)) for s in (0, 2, 5, 20)]
     assert by_steps == sorted(by_steps, reverse=True)
     assert by_steps[0] == pytest.approx(accuracy(trained_mlp, x, y))
+    assert by_steps[-1] < by_steps[0]
+
+
+@pytest.mark.parametrize("attack", [PaperPGD, L2PGD])
+def test_attack_accuracy_never_increases_with_larger_eps(trained_mlp, mnist_split, attack):
+    x, y = mnist_split.x_test[:200], mnist_split.y_test[:200]
+    accs = [attack_accuracy(trained_mlp, x, y, attack(eps=e, steps=30)) for e in (0.25, 0.5, 1.0, 2.0)]
+    assert accs == sorted(accs, reverse=True) and accs[-1] < accs[0]
+
+
+def test_one_step_of_eq_13_by_hand():
+    """x = (0.5, 0.5, 0.9), gradient (2, -1, 3), alpha 0.25: the sign step gives (0.75, 0.25, 1.15); the box
+    clips the last coordinate to 1.0, so delta = (0.25, -0.25, 0.1) with norm 0.3674; eps = 0.3 scales
+    delta by 0.3 / 0.3674."""
+    x = torch.tensor([[0.5, 0.5, 0.9]])
+    d = pgd_step(x, torch.zeros_like(x), torch.tensor([[2.0, -1.0, 3.0]]), eps=0.3, alpha=0.25)
+    raw = torch.tensor([[0.25, -0.25, 0.1]])
+    assert torch.allclose(d, raw * 0.3 / raw.norm(), atol=1e-6)
+    d_big = pgd_step(x, torch.zeros_like(x), torch.tensor([[2.0, -1.0, 3.0]]), eps=1.0, alpha=0.25)
+    assert torch.allclose(d_big, raw, atol=1e-6)  # inside the ball: only the box acts
+
+
+def test_worst_case_counts_an_image_only_if_every_attack_failed():
+    a = torch.tensor([True, True, False, True])
+    b = torch.tensor([True, False, True, True])
+    assert worst_case_accuracy([a, b]) == 0.5
 
 
 def test_project_clips_to_box_then_ball():
@@ -46,6 +72,16 @@ def test_gaussian_noise_is_clipped_and_seeded():
     assert torch.equal(gaussian_noise(x, 0.0), x)
     with pytest.raises(ValueError):
         gaussian_noise(x, -1.0)
+
+
+def test_noise_in_the_normalised_space_is_std_times_smaller_in_pixels():
+    x = torch.full((2000, 1, 28, 28), 0.5)
+    n = gaussian_noise(x, 1.0, torch.Generator().manual_seed(0), space="normalised", data_std=0.3081, clip=False)
+    assert (n - x).std().item() == pytest.approx(0.3081, rel=0.01)
+    assert n.min() < 0  # unclipped
+    assert (gaussian_noise(x, 1.0, torch.Generator().manual_seed(0)) - x).std().item() < 0.5  # pixel space: clipped
+    with pytest.raises(ValueError, match="space"):
+        gaussian_noise(x, 1.0, space="fourier")
 
 
 def test_pgd_rejects_bad_arguments(trained_mlp):

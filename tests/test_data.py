@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from clipbook.data import (DataNotFoundError, ImageData, load_images, noisy_pairs, regression_data,
-                           regression_target, split_lipschitz)
+                           regression_target, split_indices, split_lipschitz)
 
 
 def test_missing_data_folder_names_folder_variable_and_layout(tmp_path, monkeypatch):
@@ -11,7 +11,8 @@ def test_missing_data_folder_names_folder_variable_and_layout(tmp_path, monkeypa
         load_images("mnist")
     msg = str(err.value)
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in msg
-    assert "CLIPBOOK_DATA" in msg and "train-images-idx3-ubyte" in msg
+    assert "CLIPBOOK_DATA" in msg and "train-images-idx3-ubyte" in msg and "python -m clipbook data" in msg
+    assert "../shared" not in msg
 
 
 def test_unknown_dataset():
@@ -21,9 +22,18 @@ def test_unknown_dataset():
 
 def test_mnist_split_sizes_and_ranges(mnist_split):
     sp = mnist_split
-    assert sp.x_train.shape == (54000, 1, 28, 28) and sp.x_lip.shape == (6000, 1, 28, 28)
+    assert sp.x_train.shape == (53000, 1, 28, 28) and sp.x_lip.shape == (6000, 1, 28, 28)
     assert sp.x_test.shape == (10000, 1, 28, 28) and len(sp.x_val) == 1000
     assert sp.x_train.min() >= 0 and sp.x_train.max() <= 1 and sp.y_train.dtype == torch.int64
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 17])
+def test_lipschitz_validation_and_training_sets_are_disjoint_and_cover_everything(seed):
+    idx = split_indices(60000, 6000, 1000, seed)
+    sets = [set(idx[k].tolist()) for k in ("lip", "val", "train")]
+    assert [len(s) for s in sets] == [6000, 1000, 53000]
+    assert sets[0].isdisjoint(sets[1]) and sets[0].isdisjoint(sets[2]) and sets[1].isdisjoint(sets[2])
+    assert set.union(*sets) == set(range(60000))
 
 
 def test_split_is_seeded_and_disjoint():
@@ -32,6 +42,7 @@ def test_split_is_seeded_and_disjoint():
     a, b = split_lipschitz(d, 10, 5, seed=3), split_lipschitz(d, 10, 5, seed=3)
     assert torch.equal(a.x_lip, b.x_lip)
     assert set(a.x_lip.flatten().tolist()).isdisjoint(a.x_train.flatten().tolist())
+    assert set(a.x_val.flatten().tolist()).isdisjoint(a.x_lip.flatten().tolist() + a.x_train.flatten().tolist())
     with pytest.raises(ValueError):
         split_lipschitz(d, 0)
 

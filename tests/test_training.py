@@ -1,34 +1,26 @@
+"""The trainer: settings, determinism, resume, the discrepancy principle, warm starts on regression."""
 from dataclasses import replace
 
 import pytest
 import torch
 
 from clipbook import training
+from clipbook.attacks import PaperPGD
 from clipbook.data import regression_data
-from clipbook.lipschitz import difference_quotients
-from clipbook.models import build_model
-from clipbook.regression import grid, grid_lipschitz, regression_config
-from clipbook.training import (ClassificationTask, PairState, RegressionTask, TrainConfig, clip_objective,
-                               discrepancy_update, recover_pair_gradients, train)
-
-
-def test_discrepancy_rule_moves_the_right_way_and_never_below_zero():
-    assert discrepancy_update(1.0, train_acc=0.95, target_acc=0.9, step=0.1) == pytest.approx(1.1)
-    assert discrepancy_update(1.0, train_acc=0.85, target_acc=0.9, step=0.1) == pytest.approx(0.9)
-    assert discrepancy_update(0.05, train_acc=0.5, target_acc=0.9, step=0.1) == 0.0
-    lam = 0.0
-    for acc in [0.5, 0.95, 0.5, 0.5, 0.5]:
-        lam = discrepancy_update(lam, acc, 0.9, 0.1)
-        assert lam >= 0
-    with pytest.raises(ValueError):
-        discrepancy_update(-1.0, 0.5, 0.9, 0.1)
+from clipbook.evaluation import ValidationAttack
+from clipbook.lipschitz import search_lipschitz_pairs
+from clipbook.models import apply_spectral_norm, build_model
+from clipbook.tasks import ClassificationTask, RegressionTask
+from clipbook.training import KeepBest, TrainConfig, train
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(target_acc=0.0), "target_acc"), (dict(target_acc=1.5), "target_acc"),
-    (dict(lam=-1.0), "lam"), (dict(dlam=-0.1), "dlam"), (dict(method="sgd"), "method"),
-    (dict(method="standard", lam=1.0), "standard"), (dict(epochs=0), "epochs"), (dict(lr=0), "lr"),
-    (dict(method="clip", mu=0.1, target_acc=0.9), "mu"), (dict(select="best"), "select"), (dict(optimizer="lbfgs"), "optimizer"),
+    (dict(target_acc=0.0), "target_acc"), (dict(target_acc=1.5), "target_acc"), (dict(target_acc="high"), "target_acc"),
+    (dict(lam=-1.0), "lam"), (dict(lam="abc"), "lam must be a number"), (dict(dlam=-0.1), "dlam"),
+    (dict(method="sgd"), "method"), (dict(method="standard", lam=1.0), "standard"), (dict(epochs=0), "epochs"),
+    (dict(epochs=2.5), "epochs must be an integer"), (dict(lr=0), "lr"), (dict(lip_power=3), "lip_power"),
+    (dict(method="clip", mu=0.1, target_acc=0.9), "mu"), (dict(optimizer="lbfgs"), "optimizer"),
+    (dict(pair_refresh="never"), "pair_refresh"), (dict(fused="yes"), "fused"),
 ])
 def test_bad_settings_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -47,66 +39,43 @@ def test_regression_rejects_discrepancy_principle():
         train(build_model("regression_mlp", 0), RegressionTask(x, y), TrainConfig(target_acc=0.9, epochs=1))
 
 
-def test_fused_step_gives_the_exact_gradients():
-    """One backward of the fused objective = parameter gradient of loss + lam * max L, and each pair's own
-    input gradient of L_i."""
-    torch.manual_seed(0)
-    model = build_model("mnist_mlp", seed=0)
-    split = type("S", (), {"x_lip": torch.rand(50, 1, 28, 28)})()
-    task = ClassificationTask.__new__(ClassificationTask)
-    task.split = split
-    cfg = TrainConfig(lip_pairs=6)
-    pairs = PairState.fresh(task, cfg, torch.Generator().manual_seed(0))
-    xb, yb = torch.rand(5, 1, 28, 28), torch.randint(0, 10, (5,))
-    lam = 0.7
-    total, _, q, imax, px, pxp = clip_objective(model, task, xb, yb, pairs, lam, fused=True)
-    model.zero_grad()
-    total.backward()
-    fused_grads = [p.grad.clone() for p in model.parameters()]
-    gx, gxp = recover_pair_gradients(px, pxp, imax, lam)
-
-    model.zero_grad()
-    exact = task.loss(model(xb), yb) + lam * difference_quotients(model, pairs.x, pairs.x_prime).max()
-    exact.backward()
-    for a, p in zip(fused_grads, model.parameters()):
-        assert torch.allclose(a, p.grad, rtol=1e-3, atol=1e-6)
-    xa, xb2 = pairs.x.clone().requires_grad_(True), pairs.x_prime.clone().requires_grad_(True)
-    ex, exp_ = torch.autograd.grad(difference_quotients(model, xa, xb2).sum(), [xa, xb2])
-    assert torch.allclose(gx, ex, rtol=1e-3, atol=1e-7)
-    assert torch.allclose(gxp, exp_, rtol=1e-3, atol=1e-7)
-
-
 @pytest.fixture(scope="module")
 def small_split(mnist_split):
     return replace(mnist_split, x_train=mnist_split.x_train[:3000], y_train=mnist_split.y_train[:3000],
-                   x_val=mnist_split.x_val[:200], y_val=mnist_split.y_val[:200])
+                   x_lip=mnist_split.x_lip[:512], x_val=mnist_split.x_val[:200], y_val=mnist_split.y_val[:200])
 
 
 def _clip_cfg(**kw):
-    d = dict(method="clip", target_acc=0.8, epochs=2, dlam=0.01, lip_pairs=16, eval_lip_pairs=16,
-             eval_lip_steps=3, val_pgd_steps=2, select="pgd")
+    d = dict(method="clip", target_acc=0.8, epochs=2, dlam=0.01, lip_pairs=16, eval_lip_pairs=16, eval_lip_steps=3,
+             pair_refresh="rotate")
     d.update(kw)
     return TrainConfig(**d)
+
+
+def _selection(split):
+    return [ValidationAttack(split.x_val, split.y_val, PaperPGD(steps=2)), KeepBest("val_pgd")]
+
+
+def _strip(hs):
+    return [{k: v for k, v in h.items() if not k.endswith("time_s")} for h in hs]
 
 
 def test_same_seed_gives_identical_runs(small_split):
     runs = []
     for _ in range(2):
         model = build_model("mnist_mlp", seed=0)
-        res = train(model, ClassificationTask(small_split), _clip_cfg())
-        runs.append(([{k: v for k, v in h.items() if not k.endswith("time_s")} for h in res.history],
-                     [p.detach().clone() for p in model.parameters()]))
+        res = train(model, ClassificationTask(small_split), _clip_cfg(), _selection(small_split))
+        runs.append((_strip(res.history), [p.detach().clone() for p in model.parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
 
 
 def test_interrupted_training_resumes_to_the_same_result(small_split, tmp_path, monkeypatch):
-    cfg = _clip_cfg(epochs=3, fused=False)
+    cfg = _clip_cfg(epochs=3)
     ref = build_model("mnist_mlp", seed=0)
-    ref_hist = train(ref, ClassificationTask(small_split), cfg).history
-
+    ref_res = train(ref, ClassificationTask(small_split), cfg, _selection(small_split))
     calls = {"n": 0}
-    real = training._epoch_metrics
+    real = training.lipschitz_monitor
 
     def crash_on_second(*a, **k):
         calls["n"] += 1
@@ -114,51 +83,107 @@ def test_interrupted_training_resumes_to_the_same_result(small_split, tmp_path, 
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(training, "_epoch_metrics", crash_on_second)
+    monkeypatch.setattr(training, "lipschitz_monitor", crash_on_second)
     state = tmp_path / "run.state.pt"
     with pytest.raises(KeyboardInterrupt):
-        train(build_model("mnist_mlp", seed=0), ClassificationTask(small_split), cfg, state_path=state)
+        train(build_model("mnist_mlp", seed=0), ClassificationTask(small_split), cfg, _selection(small_split), state_path=state)
     assert state.exists() and not list(tmp_path.glob("*.tmp"))
-    monkeypatch.setattr(training, "_epoch_metrics", real)
+    monkeypatch.setattr(training, "lipschitz_monitor", real)
     model = build_model("mnist_mlp", seed=5)  # different init: the state must overwrite it
-    res = train(model, ClassificationTask(small_split), cfg, state_path=state)
-    assert res.resumed_from == 1
-    strip = lambda hs: [{k: v for k, v in h.items() if not k.endswith("time_s")} for h in hs]
-    assert strip(res.history) == strip(ref_hist)
+    res = train(model, ClassificationTask(small_split), cfg, _selection(small_split), state_path=state)
+    assert res.resumed_from == 1 and res.best_epoch == ref_res.best_epoch
+    assert _strip(res.history) == _strip(ref_res.history)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), ref.parameters()))
+    with pytest.raises(ValueError, match="another config"):
+        train(build_model("mnist_mlp", seed=0), ClassificationTask(small_split), _clip_cfg(epochs=4), state_path=state)
+
+
+def test_keep_best_restores_the_best_epoch(small_split):
+    model = build_model("mnist_mlp", seed=0)
+    res = train(model, ClassificationTask(small_split), _clip_cfg(epochs=3), _selection(small_split))
+    scores = [h["val_pgd"] for h in res.history]
+    assert res.best_epoch == max(i + 1 for i, s in enumerate(scores) if s == max(scores))
+    rec = {"epoch": 0}
+    ValidationAttack(small_split.x_val, small_split.y_val, PaperPGD(steps=2)).on_epoch_end(model, rec)
+    assert rec["val_pgd"] == pytest.approx(max(scores))
 
 
 def test_clip_raises_lambda_when_above_target_and_lowers_lipschitz(small_split):
     std = build_model("mnist_mlp", seed=0)
-    train(std, ClassificationTask(small_split), TrainConfig(method="standard", epochs=6, eval_lip_steps=0, val_pgd_steps=0))
+    train(std, ClassificationTask(small_split), TrainConfig(method="standard", epochs=6, eval_lip_steps=0))
     clip = build_model("mnist_mlp", seed=0)
-    res = train(clip, ClassificationTask(small_split), _clip_cfg(epochs=6, target_acc=0.3, dlam=0.02, select="last"))
+    few_pairs = replace(small_split, x_lip=small_split.x_lip[:128])  # each pair climbs every 8th step
+    res = train(clip, ClassificationTask(few_pairs), _clip_cfg(epochs=6, target_acc=0.3, dlam=0.02))
     lams = [h["lam"] for h in res.history]
-    assert lams[-1] > 0.5  # training accuracy soon exceeds 30 %: lambda is pushed up
-    assert lams == sorted(lams)
+    assert lams[-1] > 0.5 and lams == sorted(lams)  # accuracy soon exceeds 30 %: lambda is pushed up
     x = small_split.x_lip[:64]
     xp = x + 0.1 * torch.randn_like(x)
-    from clipbook.lipschitz import search_lipschitz_pairs
     assert (search_lipschitz_pairs(clip, x, xp, 30).quotients.max()
             < 0.7 * search_lipschitz_pairs(std, x, xp, 30).quotients.max())
 
 
-def test_huge_lambda_gives_the_constant_network_at_the_label_mean():  # Proposition 4 / Remark 2
+def test_weight_regularisation_lowers_mu_below_target(small_split):
+    res = train(build_model("mnist_mlp", seed=0), ClassificationTask(small_split),
+                TrainConfig(method="weight_reg", mu=0.01, target_acc=0.999, dmu=1e-4, epochs=1, eval_lip_steps=0))
+    assert res.mu < 0.01  # accuracy stays below 99.9 %: mu falls
+
+
+def _regression_cfg(lam, epochs):
+    return TrainConfig(method="clip" if lam > 0 else "standard", lam=lam, epochs=epochs, lr=1e-3, optimizer="adam",
+                       batch_size=10, lip_pairs=64, eval_lip_steps=0)
+
+
+def test_huge_lambda_gives_a_constant_network():  # Proposition 4 / Remark 2
     x, y = regression_data(seed=0)
     model = build_model("regression_mlp", seed=0)
-    train(model, RegressionTask(x, y), regression_config(10.0, epochs=60))
+    train(model, RegressionTask(x, y), _regression_cfg(10.0, 60))
     with torch.no_grad():
-        f = model(grid()).squeeze(1)
+        f = model(torch.linspace(-4, 4, 101).unsqueeze(1)).squeeze(1)
     assert f.max() - f.min() < 0.01
-    assert f.mean().item() == pytest.approx(y.mean().item(), abs=0.02)
-    assert grid_lipschitz(model) < 0.01
+    assert f.mean().item() == pytest.approx(y.mean().item(), abs=0.02)  # the label mean is realisable here
 
 
 def test_larger_lambda_gives_smaller_lipschitz_constant():  # Proposition 2
+    from clipbook.lipschitz import difference_quotients
     x, y = regression_data(seed=0)
+    grid = torch.linspace(-4, 4, 401).unsqueeze(1)
     lips = []
     for lam in (1e-3, 3e-2):
         model = build_model("regression_mlp", seed=0)
-        train(model, RegressionTask(x, y), regression_config(lam, epochs=60))
-        lips.append(grid_lipschitz(model))
+        train(model, RegressionTask(x, y), _regression_cfg(lam, 60))
+        lips.append(difference_quotients(model, grid[:-1], grid[1:]).max().item())
     assert lips[1] < lips[0]
+
+
+@pytest.mark.parametrize("method", ["spectral_norm", "jacobian"])
+def test_baselines_train_towards_the_target(method, small_split):
+    model = build_model("mnist_mlp", seed=0)
+    if method == "spectral_norm":
+        apply_spectral_norm(model, 4.0)
+    target = 0.15 if method == "jacobian" else 0.995
+    res = train(model, ClassificationTask(small_split), TrainConfig(method=method, target_acc=target, epochs=3,
+                                                                    dlam=0.01, dsn=0.01, eval_lip_steps=2))
+    if method == "jacobian":
+        assert res.lam > 0  # accuracy above 15 %: the penalty grows
+    else:
+        assert res.final_value > 4.0  # accuracy below 99.5 %: the constraint loosens
+    assert res.history[-1]["lip_estimate"] <= res.history[-1]["upper_bound"]
+
+
+def test_spectral_norm_needs_a_prepared_model(small_split):
+    with pytest.raises(ValueError, match="apply_spectral_norm"):
+        train(build_model("mnist_mlp", 0), ClassificationTask(small_split), TrainConfig(method="spectral_norm", epochs=1))
+
+
+def test_adversarial_training_needs_an_attack_and_uses_it(small_split):
+    cfg = TrainConfig(method="adversarial", adv_eps=1.0, adv_steps=2, epochs=1, eval_lip_steps=0)
+    with pytest.raises(ValueError, match="attack"):
+        train(build_model("mnist_mlp", 0), ClassificationTask(small_split), cfg)
+    calls = []
+
+    def attack(model, x, y):
+        calls.append(len(x))
+        return PaperPGD(eps=1.0, steps=2)(model, x, y)
+
+    train(build_model("mnist_mlp", 0), ClassificationTask(small_split), cfg, attack=attack)
+    assert sum(calls) == len(small_split.x_train)  # every training image was attacked once

@@ -1,0 +1,60 @@
+"""Where things live on disk: results (JSON + figure tensors + checkpoints) and the resumable cache.
+
+- Results folder: a reader's runs go to ``$CLIPBOOK_RESULTS`` or ``./clipbook-results``; the book reads
+  only its own ``results/`` folder (``make reproduce`` writes there explicitly). Every run is
+  ``<results>/<name>.json``, ``<results>/<name>.artifacts.pt`` and ``<results>/checkpoints/<name>.pt``.
+- Cache: resumable training state, ``$CLIPBOOK_CACHE`` or ``~/.cache/clipbook`` (never committed).
+Everything is written atomically (:mod:`clipbook.io`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .io import read_json
+from .schema import RunResult, check_result
+
+RESULTS_ENV = "CLIPBOOK_RESULTS"
+CACHE_ENV = "CLIPBOOK_CACHE"
+
+
+def user_cache() -> Path:
+    """``$XDG_CACHE_HOME/clipbook`` or ``~/.cache/clipbook``: the per-user default for data and cache."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clipbook"
+
+
+def default_results_dir() -> Path:
+    """A reader's results folder: ``$CLIPBOOK_RESULTS`` or ``./clipbook-results``."""
+    return Path(os.environ.get(RESULTS_ENV) or "clipbook-results").expanduser()
+
+
+def cache_dir() -> Path:
+    """``$CLIPBOOK_CACHE`` or :func:`user_cache`: resumable training state, never committed."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else user_cache()
+
+
+def result_path(results_dir: str | os.PathLike, name: str) -> Path:
+    return Path(results_dir) / f"{name}.json"
+
+
+def artifacts_path(results_dir: str | os.PathLike, name: str) -> Path:
+    return Path(results_dir) / f"{name}.artifacts.pt"
+
+
+def checkpoint_path(results_dir: str | os.PathLike, name: str) -> Path:
+    return Path(results_dir) / "checkpoints" / f"{name}.pt"
+
+
+def state_path(results_dir: str | os.PathLike, name: str) -> Path:
+    """The resumable training state of run ``name`` for ``results_dir`` (one cache folder per results folder,
+    so a reader's run never resumes from, or overwrites, the book's)."""
+    key = hashlib.sha1(str(Path(results_dir).resolve()).encode()).hexdigest()[:10]
+    return cache_dir() / "runs" / key / f"{name}.state.pt"
+
+
+def load_results(results_dir: str | os.PathLike) -> list[RunResult]:
+    """All stored results in ``results_dir`` (sorted by name), each checked against the schema."""
+    return [check_result(read_json(p), str(p)) for p in sorted(Path(results_dir).glob("*.json"))
+            if not p.name.startswith(".")]

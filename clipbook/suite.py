@@ -1,0 +1,139 @@
+"""The evaluation suite of one trained model: Table 1's columns, the strong attacks with the worst case per
+image, robustness curves, Lipschitz bounds and certificates, and the small tensors the book draws."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import protocol
+from .attacks import L2PGD, PaperPGD
+from .bounds import layerwise_upper_bound
+from .certify import certified_accuracy, certified_radii
+from .data import ClassificationSplit, noisy_pairs
+from .evaluation import accuracy, attack_accuracy, noise_accuracy, predict, robust_mask
+from .experiments import EvalBudget
+from .lipschitz import difference_quotients, jacobian_norm_lower_bound, search_lipschitz_pairs
+
+#: Radii of the robustness curves and of the certified-accuracy curve.
+CURVE_EPS = (0.5, 1.0, 2.0, 3.0)
+CURVE_SIGMA = (0.1, 0.25, 0.5, 0.75, 1.0)
+CERT_EPS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def strong_attacks(eps: float, seed: int = 0) -> list:
+    """Every attack of the worst case at radius ``eps``: eq. (13) PGD, standard L2 PGD (3 restarts), and
+    AutoAttack's APGD-CE and APGD-T (targeted DLR loss)."""
+    from .apgd import APGD
+    return [PaperPGD(eps=eps), L2PGD(eps=eps, seed=seed), APGD(eps=eps, loss="ce", seed=seed),
+            APGD(eps=eps, loss="dlr", targeted=True, seed=seed)]
+
+
+def table1_metrics(model: nn.Module, split: ClassificationSplit, dataset: str, budget: EvalBudget,
+                   seed: int) -> dict[str, float]:
+    """Table 1's columns in percent: clean train/test (all images), noise in both protocols (all test
+    images) and eq. (13) PGD (the first ``budget.pgd`` test images, all by default)."""
+    x, y = split.x_test, split.y_test
+    n = budget.pgd or len(x)
+    _, std = protocol.NORMALISATION[dataset]
+    return {
+        "train": 100 * accuracy(model, split.x_train, split.y_train),
+        "test": 100 * accuracy(model, x, y),
+        "noise": 100 * noise_accuracy(model, x, y, protocol.SIGMA, seed),
+        "noise_normalised": 100 * noise_accuracy(model, x, y, protocol.SIGMA, seed, space="normalised",
+                                                 data_std=std, clip=False),
+        "noise_normalised_clipped": 100 * noise_accuracy(model, x, y, protocol.SIGMA, seed, space="normalised",
+                                                         data_std=std, clip=True),
+        "pgd": 100 * attack_accuracy(model, x[:n], y[:n], PaperPGD()),
+    }
+
+
+def robustness(model: nn.Module, split: ClassificationSplit, n: int, seed: int,
+               eps: tuple[float, ...] = (protocol.EPS, protocol.EXTRA_EPS)) -> dict[str, Any]:
+    """Accuracy [%] on the first ``n`` test images under each of :func:`strong_attacks` and under the worst
+    case per image, at each radius (the :class:`~clipbook.schema.Robustness` layout)."""
+    x, y = split.x_test[:n], split.y_test[:n]
+    out: dict[str, Any] = {"n": n, "eps": list(eps), "attacks": {}, "worst": []}
+    for e in eps:
+        masks = []
+        for attack in strong_attacks(e, seed):
+            m = robust_mask(model, x, y, attack, desc=f"{attack.name} eps={e}")
+            out["attacks"].setdefault(attack.name, []).append(100 * m.float().mean().item())
+            masks.append(m)
+        out["worst"].append(100 * torch.stack(masks).all(0).float().mean().item())
+    return out
+
+
+def robustness_curves(model: nn.Module, split: ClassificationSplit, budget: EvalBudget, seed: int) -> dict[str, Any]:
+    """Accuracy [%] against the eq. (13) PGD radius (first ``budget.curves`` test images) and against the
+    pixel-space noise level sigma (all test images)."""
+    x, y = split.x_test[:budget.curves], split.y_test[:budget.curves]
+    return {
+        "pgd_eps": list(CURVE_EPS), "pgd_n": budget.curves, "pgd_steps": budget.curve_steps,
+        "pgd_acc": [100 * attack_accuracy(model, x, y, PaperPGD(eps=e, steps=budget.curve_steps)) for e in CURVE_EPS],
+        "noise_sigma": list(CURVE_SIGMA),
+        "noise_acc": [100 * noise_accuracy(model, split.x_test, split.y_test, s, seed) for s in CURVE_SIGMA],
+    }
+
+
+def lipschitz_bounds(model: nn.Module, split: ClassificationSplit, budget: EvalBudget, seed: int = 0) -> dict[str, float]:
+    """Upper bound (4) and lower bounds: pair search from ``budget.bound_pairs`` random held-out starts, the
+    largest Jacobian spectral norm over ``budget.jacobian`` test images, and the better of the two."""
+    g = torch.Generator().manual_seed(seed + 7)
+    idx = torch.randint(len(split.x_lip), (budget.bound_pairs,), generator=g).to(split.x_lip.device)
+    px, pxp = noisy_pairs(split.x_lip[idx], 0.1, g)
+    search = search_lipschitz_pairs(model, px, pxp, steps=budget.bound_steps).quotients.max().item()
+    jac = max(jacobian_norm_lower_bound(model, split.x_test[i:i + 250]).max().item()
+              for i in range(0, budget.jacobian, 250))
+    return {"pair_search": search, "jacobian": jac, "lower": max(search, jac), "upper": layerwise_upper_bound(model)}
+
+
+def certificates(model: nn.Module, split: ClassificationSplit, upper: float) -> dict[str, Any]:
+    """Certified accuracy [%] on all test images at each radius of :data:`CERT_EPS`, from the bound ``upper``."""
+    radii = certified_radii(model, split.x_test, split.y_test, upper)
+    return {"cert_eps": list(CERT_EPS), "certified_acc": certified_accuracy(radii, CERT_EPS),
+            "median_certified_radius": radii.median().item()}
+
+
+def fig1_pair(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 200, tau: float = 1.0) -> dict[str, torch.Tensor]:
+    """The two most confidently and correctly classified images of different classes among ``x``, before and
+    after ``steps`` updates of Algorithm 1 of the pair, with class probabilities and quotients."""
+    p = predict(model, x).softmax(1)
+    conf = torch.where(p.argmax(1) == y, p.max(1).values, torch.full_like(p[:, 0], -1.0))
+    i = int(conf.argmax())
+    other = torch.where(y != y[i], conf, torch.full_like(conf, -1.0))
+    j = int(other.argmax())
+    if conf[i] < 0 or other[j] < 0:
+        raise ValueError("fig1_pair: need two correctly classified candidates of different classes")
+    a, b = x[i:i + 1], x[j:j + 1]
+    found = search_lipschitz_pairs(model, a, b, steps=steps, tau=tau)
+    return {"fig1_before": torch.cat([a, b]), "fig1_after": torch.cat([found.x, found.x_prime]),
+            "fig1_labels": torch.stack([y[i], y[j]]),
+            "fig1_p_before": predict(model, torch.cat([a, b])).softmax(1),
+            "fig1_p_after": predict(model, torch.cat([found.x, found.x_prime])).softmax(1),
+            "fig1_quotient_before": difference_quotients(model, a, b).detach(),
+            "fig1_quotient_after": found.quotients}
+
+
+def artifacts(model: nn.Module, split: ClassificationSplit, seed: int = 0, n_examples: int = 8) -> dict[str, torch.Tensor]:
+    """Small CPU tensors for the book's figures: test images, their adversarials under eq. (13) PGD and under
+    APGD-CE at eps = 2, the class probabilities of each, and the Fig. 1 pair."""
+    from .apgd import APGD
+    x, y = split.x_test[:n_examples], split.y_test[:n_examples]
+    adv = PaperPGD()(model, x, y)
+    strong = APGD(eps=protocol.EPS, loss="ce", seed=seed)(model, x, y)
+    out = {"x": x, "y": y, "x_adv": adv, "x_strong": strong, "p_clean": predict(model, x).softmax(1),
+           "p_adv": predict(model, adv).softmax(1), "p_strong": predict(model, strong).softmax(1)}
+    out.update(fig1_pair(model, split.x_test[:200], split.y_test[:200]))
+    # clone: a saved slice would otherwise carry the whole test set's storage with it
+    return {k: v.detach().cpu().clone() for k, v in out.items()}
+
+
+def lipschitz_estimate(model: nn.Module, split: ClassificationSplit, seed: int, noise: float = 0.1,
+                       n_pairs: int = 1000, steps: int = 50) -> float:
+    """Table-time Lipschitz estimate: the largest quotient after ``steps`` updates of ``n_pairs`` pairs."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(split.x_lip), (n_pairs,), generator=g).to(split.x_lip.device)
+    px, pxp = noisy_pairs(split.x_lip[idx], noise, g)
+    return search_lipschitz_pairs(model, px, pxp, steps=steps).quotients.max().item()

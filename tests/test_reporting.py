@@ -1,0 +1,69 @@
+"""Table 1 and the claims on constructed result sets whose verdicts are known (holds / fails / undecided)."""
+import pytest
+
+from clipbook.reporting import differences_to_paper, format_table1, qualitative_claims, table1, table1_markdown
+from clipbook.schema import check_result
+
+
+def result(row, seed=0, test=90.0, pgd=30.0, worst=20.0, lam=0.0, mu=0.0, epochs=100, **metrics):
+    method = row.split("-")[1].rstrip("0123456789")
+    m = {"train": test, "test": test, "noise": 30.0, "noise_normalised": 70.0, "noise_normalised_clipped": 71.0,
+         "pgd": pgd, "lam": lam, "mu": mu, "sn_scale": None, "lip_estimate": 1.0, "upper_bound": 8.0, "best_epoch": 1}
+    m.update(metrics)
+    return check_result({"name": f"{row}-s{seed}", "row": row, "dataset": row.split("-")[0], "method": method,
+                         "target": None, "seed": seed, "config": {"epochs": epochs, "seed": seed}, "budget": {"pgd": None},
+                         "metrics": m, "robust": {"n": 10, "eps": [2.0, 0.5], "attacks": {}, "worst": [worst, 50.0]},
+                         "history": [], "provenance": {}})
+
+
+def rows_of(*results):
+    return table1(list(results))
+
+
+def verdicts(rows, dataset="mnist"):
+    return {c["claim"].split(" more")[0] + (" worst" if "worst" in c["claim"] else ""): c["verdict"]
+            for c in qualitative_claims(rows, dataset)}
+
+
+def test_claims_hold_fail_and_stay_undecided_as_constructed():
+    base = [result("mnist-standard", test=90, pgd=30, worst=10), result("mnist-weight_reg90", test=89, pgd=35, worst=12),
+            result("mnist-clip95", test=95, pgd=50, lam=0.1), result("mnist-clip90", test=90, pgd=60, worst=30, lam=1.0),
+            result("mnist-clip85", test=86, pgd=40, worst=9, lam=2.0), result("mnist-weight_reg85", test=86, pgd=45, worst=10)]
+    v = verdicts(rows_of(*base))
+    assert v["CLIP90"] == "holds" and v["CLIP90 worst"] == "holds"        # 60 > 30, 35; 30 > 10, 12
+    assert v["CLIP85"] == "fails" and v["CLIP85 worst"] == "fails"        # 40 < 45; 9 < 10
+    assert v["lambda larger for lower targets (95 < 90 < 85)"] == "holds"
+    # nothing to compare with: undecided, never a vacuous "holds"
+    alone = verdicts(rows_of(result("mnist-clip90", test=99, pgd=60, lam=1.0), result("mnist-standard", test=80)))
+    assert alone["CLIP90"] == "undecided"
+    assert verdicts([])["CLIP90"] == "undecided"
+
+
+def test_a_difference_inside_the_seeds_spread_does_not_count():
+    clip = [result("mnist-clip90", seed=s, test=90, pgd=p, lam=1.0) for s, p in enumerate((40, 50, 60))]
+    std = [result("mnist-standard", seed=s, test=90, pgd=p) for s, p in enumerate((38, 42, 46))]
+    assert verdicts(rows_of(*clip, *std))["CLIP90"] == "fails"  # means 50 vs 42, spreads 10 + 4 > 8
+    std = [result("mnist-standard", seed=s, test=90, pgd=p) for s, p in enumerate((20, 21, 22))]
+    assert verdicts(rows_of(*clip, *std))["CLIP90"] == "holds"  # 50 - 21 = 29 > 10 + 1
+
+
+def test_unlike_runs_are_never_averaged():
+    rows = rows_of(result("mnist-clip90", seed=0, pgd=70), result("mnist-clip90", seed=1, pgd=80),
+                   result("mnist-clip90", seed=5, pgd=10, epochs=3))
+    assert [(r["epochs"], r["seeds"], r["variant"]) for r in rows] == [(100, [0, 1], False), (3, [5], True)]
+    assert rows[0]["pgd"] == 75.0 and rows[0]["pgd_std"] == pytest.approx(7.0710678)
+    assert rows[0]["paper"]["pgd"] == 36.2 and rows[1]["pgd"] == 10.0
+
+
+def test_table_renders_as_markdown_and_text_and_lists_differences():
+    rows = rows_of(result("mnist-clip90", test=91.6, pgd=36.0, lam=3.0, noise=50.0))
+    md = table1_markdown(rows)
+    assert md.count("\n") == 2 and md.splitlines()[1].startswith("|---")
+    assert "36.0 (36.2)" in md and "mnist-clip90" in format_table1(rows)
+    assert ("mnist-clip90", "noise", 50.0, 78.0) in differences_to_paper(rows)
+    assert all(c != "pgd" for _, c, _, _ in differences_to_paper(rows))
+
+
+def test_a_result_of_another_version_is_rejected_with_the_fix():
+    with pytest.raises(ValueError, match="re-run"):
+        check_result({"name": "x", "metrics": {"train": 1.0}}, "old.json")
