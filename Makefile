@@ -1,11 +1,14 @@
 # Two entry points for a fresh machine (each installs what it needs first):
 #   make book   build the HTML book into _build/html (executes every notebook, warnings are errors)
 #   make test   unit tests + nbval on every notebook
+# and for readers: make lab (JupyterLab on the book's notebooks), make data (download MNIST / Fashion-MNIST).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+# one torch/BLAS thread per process: the book's small models run fastest that way, and never oversubscribe
+RUN_ENV := TQDM_DISABLE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install book test bench reproduce clean
+.PHONY: install book test lab data bench reproduce check-html clean
 
 install: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -15,21 +18,40 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# A failed build removes what it executed, so the next `make book` executes every notebook again instead of
+# serving stale or partial pages as good.
 book: install
-	CLIPBOOK_NO_PROGRESS=1 $(VENV)/bin/jupyter-book build . -W --keep-going
+	@rm -f _build/.book-ok
+	@$(RUN_ENV) $(VENV)/bin/jupyter-book build . -W --keep-going || { \
+	  rm -rf _build/html _build/.doctrees _build/jupyter_execute; \
+	  echo "make book: FAILED (see the errors above); the partial output was removed, the next build starts afresh" >&2; \
+	  exit 1; }
+	@touch _build/.book-ok
 
 test: install
-	CLIPBOOK_NO_PROGRESS=1 MPLBACKEND=Agg $(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(RUN_ENV) MPLBACKEND=Agg $(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider
+
+lab: install
+	$(RUN_ENV) $(VENV)/bin/jupyter lab book/
+
+data: install
+	$(PY) -m clipbook data
 
 bench: install
-	$(PY) benchmarks/bench_clip_cost.py
-	$(PY) benchmarks/bench_pgd.py
+	$(RUN_ENV) $(PY) benchmarks/bench_clip_cost.py
+	$(RUN_ENV) $(PY) benchmarks/bench_pgd.py
+	$(RUN_ENV) $(PY) benchmarks/bench_device.py
 
-# every stored result of the book (resumable; see README)
+# every stored result of the book (resumable; see README): written to results/, the book's own folder
 reproduce: install
-	$(PY) -m clipbook reproduce --datasets mnist --seeds 0 1 2
-	$(PY) -m clipbook reproduce --datasets fashion --seeds 0 --epochs 4 --eval-size 1000
-	$(PY) -m clipbook regression
+	$(RUN_ENV) $(PY) -m clipbook reproduce --datasets mnist --seeds 0 1 2 --results results
+	$(RUN_ENV) $(PY) -m clipbook reproduce --datasets mnist --seeds 0 --baselines --results results
+	$(RUN_ENV) $(PY) -m clipbook regression --results results
+
+# open every page of the built book in headless Chromium (Debian: apt-get install chromium) and fail on raw
+# TeX, Markdown tables left as pipes, unrendered widgets, missing images and a lambda slider that moves nothing
+check-html: install
+	$(PY) .ci/check_html.py _build/html
 
 clean:
 	rm -rf _build

@@ -25,11 +25,9 @@ class DataNotFoundError(FileNotFoundError):
 
 def data_root() -> Path:
     """The data folder: ``$CLIPBOOK_DATA`` or the per-user cache ``~/.cache/clipbook/data``."""
+    from .storage import user_cache
     env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "clipbook" / "data"
+    return Path(env).expanduser() if env else user_cache() / "data"
 
 
 def _check_dataset(name: str) -> str:

@@ -46,12 +46,14 @@ PAPER_TABLE1: dict[str, tuple[float, float, float, float, float]] = {
 class EvalBudget:
     """How many test images each evaluation uses (``None``: all 10,000).
 
-    ``pgd``: clean/noise/eq. (13) PGD columns; ``strong``: the strong attacks and the worst case;
+    ``pgd``: clean/noise/eq. (13) PGD columns; ``strong``: the strong attacks and the worst case, each
+    with ``attack_steps`` iterations;
     ``curves``: the robustness curves; ``bound_pairs`` / ``bound_steps`` / ``jacobian``: the lower bounds;
     ``artifacts``: whether to store the figure tensors.
     """
     pgd: int | None = None
     strong: int = 1000
+    attack_steps: int = 100
     curves: int = 1000
     curve_steps: int = 50
     bound_pairs: int = 1000

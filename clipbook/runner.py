@@ -59,7 +59,10 @@ def is_done(spec: RunSpec, results_dir: str | Path) -> bool:
         same = TrainConfig.from_dict(r.get("config", {})) == spec.config()
     except (TypeError, ValueError):
         same = False
-    return same and r.get("budget") == spec.budget_dict()
+    try:  # budget fields added later take their defaults
+        return same and EvalBudget(**r.get("budget", {})) == spec.budget
+    except TypeError:
+        return False
 
 
 def selection_callbacks(split) -> list:
@@ -119,7 +122,7 @@ def add_evaluation(result: dict[str, Any], model: torch.nn.Module, split, result
     t0 = time.perf_counter()
     budget = EvalBudget(**result["budget"])
     seed = result["seed"]
-    result["robust"] = suite.robustness(model, split, min(budget.strong, len(split.x_test)), seed)
+    result["robust"] = suite.robustness(model, split, min(budget.strong, len(split.x_test)), seed, steps=budget.attack_steps)
     result["curves"] = suite.robustness_curves(model, split, budget, seed)
     bounds = suite.lipschitz_bounds(model, split, budget, seed)
     result["beyond"] = {"bounds": bounds, **suite.certificates(model, split, bounds["upper"])}

@@ -55,6 +55,11 @@ def state_path(results_dir: str | os.PathLike, name: str) -> Path:
 
 
 def load_results(results_dir: str | os.PathLike) -> list[RunResult]:
-    """All stored results in ``results_dir`` (sorted by name), each checked against the schema."""
-    return [check_result(read_json(p), str(p)) for p in sorted(Path(results_dir).glob("*.json"))
-            if not p.name.startswith(".")]
+    """All stored run results in ``results_dir`` (sorted by name), each checked against the schema; other
+    JSON files there (benchmarks, figures) are skipped."""
+    out = []
+    for p in sorted(Path(results_dir).glob("*.json")):
+        d = read_json(p)
+        if not p.name.startswith(".") and isinstance(d, dict) and "row" in d:
+            out.append(check_result(d, str(p)))
+    return out

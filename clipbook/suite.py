@@ -22,12 +22,12 @@ CURVE_SIGMA = (0.1, 0.25, 0.5, 0.75, 1.0)
 CERT_EPS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
-def strong_attacks(eps: float, seed: int = 0) -> list:
-    """Every attack of the worst case at radius ``eps``: eq. (13) PGD, standard L2 PGD (3 restarts), and
-    AutoAttack's APGD-CE and APGD-T (targeted DLR loss)."""
+def strong_attacks(eps: float, seed: int = 0, steps: int = protocol.STEPS) -> list:
+    """Every attack of the worst case at radius ``eps``, ``steps`` iterations each: eq. (13) PGD, standard L2
+    PGD (3 restarts), and AutoAttack's APGD-CE and APGD-T (targeted DLR loss)."""
     from .apgd import APGD
-    return [PaperPGD(eps=eps), L2PGD(eps=eps, seed=seed), APGD(eps=eps, loss="ce", seed=seed),
-            APGD(eps=eps, loss="dlr", targeted=True, seed=seed)]
+    return [PaperPGD(eps=eps, steps=steps), L2PGD(eps=eps, steps=steps, seed=seed),
+            APGD(eps=eps, loss="ce", steps=steps, seed=seed), APGD(eps=eps, loss="dlr", targeted=True, steps=steps, seed=seed)]
 
 
 def table1_metrics(model: nn.Module, split: ClassificationSplit, dataset: str, budget: EvalBudget,
@@ -50,14 +50,14 @@ def table1_metrics(model: nn.Module, split: ClassificationSplit, dataset: str, b
 
 
 def robustness(model: nn.Module, split: ClassificationSplit, n: int, seed: int,
-               eps: tuple[float, ...] = (protocol.EPS, protocol.EXTRA_EPS)) -> dict[str, Any]:
+               eps: tuple[float, ...] = (protocol.EPS, protocol.EXTRA_EPS), steps: int = protocol.STEPS) -> dict[str, Any]:
     """Accuracy [%] on the first ``n`` test images under each of :func:`strong_attacks` and under the worst
     case per image, at each radius (the :class:`~clipbook.schema.Robustness` layout)."""
     x, y = split.x_test[:n], split.y_test[:n]
     out: dict[str, Any] = {"n": n, "eps": list(eps), "attacks": {}, "worst": []}
     for e in eps:
         masks = []
-        for attack in strong_attacks(e, seed):
+        for attack in strong_attacks(e, seed, steps):
             m = robust_mask(model, x, y, attack, desc=f"{attack.name} eps={e}")
             out["attacks"].setdefault(attack.name, []).append(100 * m.float().mean().item())
             masks.append(m)

@@ -175,6 +175,20 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
 
 
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, reg, task, xb: torch.Tensor, yb: torch.Tensor,
+               g: torch.Generator) -> tuple[float, torch.Tensor]:
+    """One optimisation step of any method: the regulariser's objective, one backward pass, the regulariser's
+    after-backward work (CLIP: Algorithm 1 on its pairs), the optimiser step. Returns the minibatch loss
+    (without the regulariser) and the batch outputs."""
+    total, out = reg.objective(model, task, xb, yb, g)
+    loss_value = task.loss(out.detach(), yb).item()
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    reg.after_backward()
+    opt.step()
+    return loss_value, out
+
+
 def lipschitz_monitor(model: nn.Module, task, cfg: TrainConfig) -> dict[str, float]:
     """The per-epoch Lipschitz estimate (pair search from fixed seeded starts) and the product bound (4)."""
     g = torch.Generator().manual_seed(cfg.seed + 10_000)
@@ -214,12 +228,7 @@ def train(model: nn.Module, task, cfg: TrainConfig, callbacks: Sequence[Callback
         for i in range(0, n, cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
             xb, yb = task.x_train[idx], task.y_train[idx]
-            total, out = reg.objective(model, task, xb, yb, g)
-            loss_value = task.loss(out.detach(), yb).item()
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            reg.after_backward()
-            opt.step()
+            loss_value, out = train_step(model, opt, reg, task, xb, yb, g)
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {loss_value}); lower lr or dlam")
             sums["loss"] += loss_value * len(idx)

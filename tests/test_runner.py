@@ -13,7 +13,8 @@ from clipbook.runner import is_done, refresh_evaluation, run
 from clipbook.storage import checkpoint_path, load_results, state_path
 
 TINY = dict(epochs=1, lip_pairs=8, eval_lip_pairs=8, eval_lip_steps=2)
-BUDGET = EvalBudget(pgd=50, strong=20, curves=20, curve_steps=3, bound_pairs=10, bound_steps=3, jacobian=10)
+BUDGET = EvalBudget(pgd=50, strong=20, attack_steps=5, curves=20, curve_steps=3, bound_pairs=10, bound_steps=3,
+                    jacobian=10)
 
 
 @pytest.fixture

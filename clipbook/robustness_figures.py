@@ -1,0 +1,139 @@
+"""Figures of the robustness chapters (Table 1 runs): what each run did per epoch, how robust it is under
+each attack, and pre-rendered PNG panels for the book's kernel-free widgets. Every function reads stored
+results (:class:`~clipbook.schema.RunResult`) or models and returns a Figure or PNG bytes."""
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .plots import _style, class_name
+from .schema import RunResult
+
+ATTACK_LABELS = {"pgd-sign": "eq. (13) PGD", "pgd-l2": "L2 PGD (3 restarts)", "apgd-ce": "APGD-CE",
+                 "apgd-t": "APGD-T", "worst": "worst case"}
+
+
+def png(fig: plt.Figure, dpi: int = 80) -> bytes:
+    """``fig`` as PNG bytes (the figure is closed)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def label(r: RunResult) -> str:
+    """Short row label, e.g. ``clip90`` or ``adversarial-e2``."""
+    return r["row"].split("-", 1)[1]
+
+
+def steepest_pair_vs_estimate(results: Sequence[RunResult]) -> plt.Figure:
+    """Per epoch: the quotient of the steepest pair of the persistent X_Lip (solid) beside the independent
+    Lipschitz estimate from fresh pairs (dashed), one colour per CLIP run."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for r in results:
+        h = r["history"]
+        color, _, alpha = _style(r)
+        ep = [e["epoch"] for e in h]
+        ax.plot(ep, [e["lip_train_pairs"] for e in h], color=color, alpha=alpha, label=f"{label(r)}: steepest pair of X_Lip")
+        ax.plot(ep, [e["lip_estimate"] for e in h], color=color, alpha=alpha, ls="--", label=f"{label(r)}: estimate (fresh pairs)")
+    ax.set_yscale("log"); ax.set_xlabel("epoch"); ax.set_ylabel("difference quotient")
+    ax.set_title("the persistent pairs keep climbing: their steepest quotient vs a fresh estimate", fontsize=9)
+    ax.legend(fontsize=7, ncol=1); ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def attack_bars(results: Sequence[RunResult], eps: float = 2.0) -> plt.Figure:
+    """Accuracy under each attack and the worst case at radius ``eps``, one group of bars per row (mean over
+    the runs of the row)."""
+    rows: dict[str, list[RunResult]] = {}
+    for r in results:
+        rows.setdefault(r["row"], []).append(r)
+    names = list(ATTACK_LABELS)
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * len(rows)), 3.6))
+    width = 0.8 / len(names)
+    for j, a in enumerate(names):
+        vals = []
+        for rs in rows.values():
+            i = rs[0]["robust"]["eps"].index(eps)
+            vals.append(np.mean([r["robust"]["worst"][i] if a == "worst" else r["robust"]["attacks"][a][i] for r in rs]))
+        ax.bar(np.arange(len(rows)) + j * width, vals, width, label=ATTACK_LABELS[a],
+               color="k" if a == "worst" else None, alpha=0.85)
+    ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, [k.split("-", 1)[1] for k in rows], rotation=30, ha="right")
+    ax.set_ylabel(f"accuracy at ε = {eps:g} [%]"); ax.set_xlabel("Table 1 row")
+    ax.set_title(f"robust accuracy under each attack, first {results[0]['robust']['n']} test images", fontsize=9)
+    ax.legend(fontsize=7, ncol=3); ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def run_panel(r: RunResult, art: dict[str, torch.Tensor] | None = None) -> plt.Figure:
+    """Everything about one run: its regularisation parameter and training accuracy against the target per
+    epoch, the Lipschitz estimate per epoch, its robustness curve, and (with ``art``) a few adversarials."""
+    h = r["history"]
+    ep = [e["epoch"] for e in h]
+    fig = plt.figure(figsize=(12, 5.6))
+    gs = fig.add_gridspec(2, 6, height_ratios=[1.25, 1])
+    a, b, c = fig.add_subplot(gs[0, :2]), fig.add_subplot(gs[0, 2:4]), fig.add_subplot(gs[0, 4:])
+    param = {"clip": "lam", "jacobian": "lam", "weight_reg": "mu", "spectral_norm": "sn_scale"}.get(r["method"])
+    if param:
+        a.plot(ep, [e[param] for e in h], color="tab:red")
+        a.set_ylabel({"lam": "λ", "mu": "μ", "sn_scale": "scale"}[param])
+    else:
+        a.text(0.5, 0.5, "no parameter\n(standard training)", ha="center", va="center", transform=a.transAxes)
+    a2 = a.twinx()
+    a2.plot(ep, [e["train_acc"] for e in h], color="tab:gray", lw=0.8)
+    if r["target"]:
+        a2.axhline(100 * r["target"], color="tab:gray", ls=":", lw=1)
+    a2.set_ylabel("training accuracy [%] (grey)")
+    a.set_xlabel("epoch"); a.set_title("parameter (red) and training accuracy vs target (dotted)", fontsize=9)
+    b.plot(ep, [e["lip_estimate"] for e in h], label="estimate")
+    b.plot(ep, [e["upper_bound"] for e in h], ls="--", label="product bound (4)")
+    b.axvline(r["metrics"]["best_epoch"], color="k", lw=0.8, ls=":", label="selected epoch")
+    b.set_yscale("log"); b.set_xlabel("epoch"); b.set_ylabel("Lipschitz constant"); b.legend(fontsize=7)
+    b.set_title("Lipschitz estimate per epoch", fontsize=9)
+    cu = r["curves"]
+    c.plot(cu["pgd_eps"], cu["pgd_acc"], "o-", label="eq. (13) PGD")
+    rob = r["robust"]
+    c.plot(rob["eps"], rob["worst"], "ks", label="worst case")
+    c.set_xlabel("radius ε"); c.set_ylabel("accuracy [%]"); c.set_ylim(0, 100); c.legend(fontsize=7)
+    c.set_title("robustness", fontsize=9); c.grid(alpha=0.3)
+    if art is not None:
+        for k in range(6):
+            ax = fig.add_subplot(gs[1, k])
+            img, p = (art["x"], art["p_clean"]) if k < 3 else (art["x_strong"], art["p_strong"])
+            i = k % 3
+            ax.imshow(img[i].squeeze(0).numpy(), cmap="gray", vmin=0, vmax=1); ax.axis("off")
+            cls = int(p[i].argmax())
+            ax.set_title(f"{'clean' if k < 3 else 'APGD-CE ε=2'}: {class_name(r['dataset'], cls)} "
+                         f"{100 * p[i][cls]:.0f}%{'' if cls == int(art['y'][i]) else ' ✗'}", fontsize=8)
+    fig.suptitle(f"{r['name']}: test {r['metrics']['test']:.1f} %, eq. (13) PGD {r['metrics']['pgd']:.1f} %, "
+                 f"worst case {rob['worst'][0]:.1f} % at ε = 2", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def epsilon_panel(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor, advs: dict[str, dict[str, torch.Tensor]],
+                  eps: float, dataset: str = "mnist") -> plt.Figure:
+    """Rows: the models; columns: each test image clean, under eq. (13) PGD and under APGD-CE at ``eps``,
+    titled with the predicted class and its probability (✗: wrong)."""
+    n = len(x)
+    fig, axes = plt.subplots(len(models), 3 * n, figsize=(1.15 * 3 * n, 1.45 * len(models)), squeeze=False)
+    for row, (name, model) in enumerate(models.items()):
+        for k in range(n):
+            for j, (kind, imgs) in enumerate((("clean", x), ("PGD", advs[name]["pgd"]), ("APGD", advs[name]["apgd"]))):
+                ax = axes[row, 3 * k + j]
+                with torch.no_grad():
+                    p = model(imgs[k:k + 1]).softmax(1)[0]
+                cls = int(p.argmax())
+                ax.imshow(imgs[k].squeeze(0).numpy(), cmap="gray", vmin=0, vmax=1); ax.set_xticks([]); ax.set_yticks([])
+                ax.set_title(f"{kind}: {class_name(dataset, cls)} {100 * p[cls]:.0f}%{'' if cls == int(y[k]) else ' ✗'}", fontsize=6)
+                if 3 * k + j == 0:
+                    ax.set_ylabel(name, fontsize=8)
+    fig.suptitle(f"ε = {eps:g}", fontsize=10)
+    fig.tight_layout()
+    return fig
