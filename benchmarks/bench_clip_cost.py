@@ -9,7 +9,6 @@ Synthetic inputs of the right shape are used (timing does not depend on pixel va
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 from clipbook.data import ClassificationSplit
 from clipbook.device import resolve_device
 from clipbook.experiments import DATASET_DEFAULTS
-from clipbook.io import provenance, write_json_atomic
+from clipbook.io import merge_json_atomic, provenance
 from clipbook.models import build_model
 from clipbook.regularisers import make_regulariser
 from clipbook.runner import training_attack
@@ -86,13 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name} on {device}: standard step {r['step_ms']['standard']:.2f} ms (epoch ~{r['standard_epoch_s']:.1f} s)")
         for k, v in r["ratios"].items():
             print(f"  {k:<30} {v:6.2f} x standard")
-    try:
-        old = json.loads(args.out.read_text())
-    except (OSError, ValueError):
-        old = {}
-    old.update(provenance(device))
-    old.setdefault("clip_cost", {})[device.type] = res
-    write_json_atomic(args.out, old)
+    merge_json_atomic(args.out, {**provenance(device), "clip_cost": {device.type: res}})
     print(f"written to {args.out}")
     return res
 

@@ -6,7 +6,6 @@ attacked for all steps, on any device. Prints the figures and merges them into r
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 
 from clipbook.attacks import pgd_l2
 from clipbook.device import resolve_device
-from clipbook.io import provenance, write_json_atomic
+from clipbook.io import merge_json_atomic, provenance
 from clipbook.models import build_model
 
 BATCH = {"mnist_mlp": 1000, "fashion_cnn": 250}
@@ -53,13 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     res = bench(device, args.images, args.steps)
-    try:
-        old = json.loads(args.out.read_text())
-    except (OSError, ValueError):
-        old = {}
-    old.update(provenance(device))
-    old.setdefault("pgd", {})[device.type] = res
-    write_json_atomic(args.out, old)
+    merge_json_atomic(args.out, {**provenance(device), "pgd": {device.type: res}})
     print(f"written to {args.out}")
     return res
 

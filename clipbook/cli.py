@@ -29,36 +29,22 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
-def _positive(kind: type):
+def _checked(kind: type, ok, need: str):
+    """An argparse type: ``kind(text)`` that must satisfy ``ok``; otherwise a one-line error saying ``need``."""
     def parse(text: str):
         try:
             v = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {'whole number' if kind is int else 'number'}, got {text!r}")
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}")
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {need}, got {text}")
         return v
     return parse
 
 
-def _target(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], e.g. 0.9, got {text!r}")
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1] (a fraction, e.g. 0.9 for 90 %), got {text}")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
+_positive_int = _checked(int, lambda v: v > 0, "> 0")
+_seed = _checked(int, lambda v: v >= 0, ">= 0")
+_target = _checked(float, lambda v: 0 < v <= 1, "in (0, 1] (a fraction, e.g. 0.9 for 90 %)")
 
 
 def _results_arg(p: argparse.ArgumentParser) -> None:
@@ -68,8 +54,8 @@ def _results_arg(p: argparse.ArgumentParser) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     _results_arg(p)
-    p.add_argument("--epochs", type=_positive(int), help="training epochs (default: the dataset's, 100)")
-    p.add_argument("--eval-size", type=_positive(int),
+    p.add_argument("--epochs", type=_positive_int, help="training epochs (default: the dataset's, 100)")
+    p.add_argument("--eval-size", type=_positive_int,
                    help="eq. (13) PGD on the first N test images only (default: all 10,000)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a TrainConfig setting, e.g. --set lip_pairs=64 (repeatable)")
@@ -104,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("regression", help="the Sec. 4.1 experiment: Fig. 2 and the lambda path of the book's slider")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/regression)")
     _results_arg(p)
-    p.add_argument("--epochs", type=_positive(int), default=1000)
+    p.add_argument("--epochs", type=_positive_int, default=1000)
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("data", help="download MNIST and Fashion-MNIST into $CLIPBOOK_DATA (or ~/.cache/clipbook/data)")

@@ -41,6 +41,18 @@ def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return _atomic(Path(path), lambda tmp: torch.save(obj, tmp))
 
 
+def merge_json_atomic(path: str | os.PathLike, update: dict) -> Path:
+    """Merge ``update`` into the JSON object stored at ``path`` (one level deep: dict values are merged),
+    creating the file when it is missing or unreadable; written atomically."""
+    try:
+        old = read_json(path)
+    except (OSError, ValueError):
+        old = {}
+    for k, v in update.items():
+        old[k] = {**old[k], **v} if isinstance(v, dict) and isinstance(old.get(k), dict) else v
+    return write_json_atomic(path, old)
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
