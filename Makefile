@@ -47,6 +47,10 @@ reproduce: install
 	$(RUN_ENV) $(PY) -m clipbook reproduce --datasets mnist --seeds 0 1 2 --results results
 	$(RUN_ENV) $(PY) -m clipbook reproduce --datasets mnist --seeds 0 --baselines --results results
 	$(RUN_ENV) $(PY) -m clipbook regression --results results
+	$(RUN_ENV) $(PY) -m clipbook.fig2_search
+	$(RUN_ENV) $(PY) -m clipbook.regression theory
+	$(RUN_ENV) $(PY) -m clipbook.fig1
+	$(RUN_ENV) $(PY) -m clipbook.beyond --results results
 
 # open every page of the built book in headless Chromium (Debian: apt-get install chromium) and fail on raw
 # TeX, Markdown tables left as pipes, unrendered widgets, missing images and a lambda slider that moves nothing

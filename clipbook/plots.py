@@ -247,3 +247,84 @@ def seed_curves(results: list[dict[str, Any]], key: str = "pgd") -> plt.Figure:
     ax.legend(fontsize=7, ncol=2); ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _lam_positions(lams: Sequence[float]) -> tuple[np.ndarray, float]:
+    """log10(lambda) for lambda > 0; lambda = 0 is drawn two decades left of the smallest positive lambda."""
+    pos = [l for l in lams if l > 0]
+    zero_at = np.log10(min(pos)) - 2 if pos else 0.0
+    return np.array([np.log10(l) if l > 0 else zero_at for l in lams]), zero_at
+
+
+def lambda_path_panel(ax, data: dict[str, Any], current: dict[str, Any] | None = None) -> None:
+    """Lipschitz estimate (left axis) and training MSE (right axis) against lambda along a stored path, with a
+    marker at ``current``'s lambda. lambda = 0 sits at the left end, labelled "0"."""
+    st = sorted(data["stages"], key=lambda s: s["lam"])
+    lx, zero_at = _lam_positions([s["lam"] for s in st])
+    ax.plot(lx, [s["lip_grid"] for s in st], "o-", color="tab:red", ms=3, label="Lipschitz (grid)")
+    ax.set_ylabel("Lipschitz estimate", color="tab:red")
+    ax.set_xlabel("λ (log scale; 0 at the left end)")
+    hi = int(np.ceil(lx.max()))
+    step = 1 if hi - zero_at <= 7 else 3
+    ticks = [zero_at] + [t for t in range(hi, int(np.floor(zero_at)), -step) if t > zero_at + 1][::-1]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(["0"] + [f"1e{t}" for t in ticks[1:]], fontsize=7)
+    b = ax.twinx()
+    b.plot(lx, [s["train_mse"] for s in st], "s--", color="tab:blue", ms=3, label="training MSE")
+    b.set_ylabel("training MSE", color="tab:blue")
+    if current is not None:
+        cx, _ = _lam_positions([current["lam"], *[s["lam"] for s in st]])
+        ax.axvline(cx[0], color="k", lw=1, alpha=0.5)
+        ax.plot([cx[0]], [current["lip_grid"]], "o", ms=10, mfc="none", mec="k", mew=2)
+        b.plot([cx[0]], [current["train_mse"]], "s", ms=10, mfc="none", mec="k", mew=2)
+    ax.set_title("along the path", fontsize=10)
+
+
+def regression_path_png(data: dict[str, Any], stage: dict[str, Any]) -> bytes:
+    """The slider's frame: the fit at ``stage`` (left) beside Lipschitz estimate and training MSE against
+    lambda over the whole path with a marker at ``stage`` (right), as PNG bytes."""
+    import io
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1.1, 1]})
+    regression_panel(a, data, stage, f"λ = {stage['lam']:g}: Lip {stage['lip_grid']:.3f}, MSE {stage['train_mse']:.4f}")
+    a.set_xlabel("x"); a.set_ylabel("f(x)")
+    a.legend(fontsize=7, loc="upper center")
+    lambda_path_panel(b, data, stage)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=72)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def fig1_trajectory(fig1: dict[str, Any], snaps: dict[str, Any], dataset: str = "fashion") -> plt.Figure:
+    """Fig. 1 from ``results/fig1.json`` and ``results/fig1.pt``: the chosen pair at a few steps of Algorithm 1
+    (top: image a, middle: image b, each titled with its top class and confidence; display clipped to
+    [0, 1]) and the probabilities of the two original classes for both images against the step (bottom)."""
+    t = fig1["trajectory"]
+    steps = [s for s in snaps["steps"] if s < len(t["conf_a"])]
+    n = len(steps)
+    fig = plt.figure(figsize=(1.5 * n, 6.4))
+    gs = fig.add_gridspec(3, n, height_ratios=[1, 1, 1.5])
+    for row, (key, top, conf) in enumerate((("a", "top_a", "conf_a"), ("b", "top_b", "conf_b"))):
+        for j, s in enumerate(steps):
+            ax = fig.add_subplot(gs[row, j])
+            ax.imshow(snaps[key][j].squeeze(0).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]); ax.set_yticks([])
+            ax.set_title(f"{class_name(dataset, t[top][s])} {100 * t[conf][s]:.0f}%", fontsize=7)
+            if j == 0:
+                ax.set_ylabel(f"image {key}\nstep {s}", fontsize=7)
+            else:
+                ax.set_ylabel(f"step {s}", fontsize=7)
+    ax = fig.add_subplot(gs[2, :])
+    ca, cb = class_name(dataset, fig1["class_a"]), class_name(dataset, fig1["class_b"])
+    x = np.arange(len(t["pa_a"]))
+    ax.plot(x, t["pa_a"], color="tab:blue", label=f"a: P({ca})")
+    ax.plot(x, t["pa_b"], color="tab:blue", ls="--", label=f"a: P({cb})")
+    ax.plot(x, t["pb_b"], color="tab:orange", label=f"b: P({cb})")
+    ax.plot(x, t["pb_a"], color="tab:orange", ls="--", label=f"b: P({ca})")
+    ax.axhline(0.9, color="gray", lw=0.8, ls=":"); ax.axhline(0.3, color="gray", lw=0.8, ls=":")
+    ax.set_xscale("symlog", linthresh=1); ax.set_xlim(0, len(x) - 1); ax.set_ylim(0, 1.02)
+    ax.set_xlabel("step of Algorithm 1"); ax.set_ylabel("probability")
+    ax.legend(fontsize=7, ncol=2, loc="center left")
+    fig.tight_layout()
+    return fig
