@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import asdict
 from typing import Any, Sequence
 
-from .experiments import PAPER_TABLE1
+from .experiments import PAPER_TABLE1, EvalBudget
 from .schema import RunResult, reg_parameter
 
 #: Table 1's columns in our results (the last is the regularisation parameter, see schema.reg_parameter).
@@ -27,7 +28,8 @@ def group_key(r: RunResult) -> tuple[str, str]:
     """Runs are averaged only when everything but the seed is the same: the row and the full configuration
     (epochs, every setting) and the evaluation budget."""
     cfg = {k: v for k, v in r["config"].items() if k != "seed"}
-    return r["row"], json.dumps([cfg, r.get("budget")], sort_keys=True)
+    budget = asdict(EvalBudget(**r.get("budget", {})))  # fields added later take their defaults
+    return r["row"], json.dumps([cfg, budget], sort_keys=True)
 
 
 def table1(results: Sequence[RunResult]) -> list[dict[str, Any]]:

@@ -55,6 +55,13 @@ def test_unlike_runs_are_never_averaged():
     assert rows[0]["paper"]["pgd"] == 36.2 and rows[1]["pgd"] == 10.0
 
 
+def test_a_budget_field_added_later_does_not_split_a_row():
+    old = result("mnist-clip90", seed=0)
+    new = result("mnist-clip90", seed=1)
+    new["budget"] = {"pgd": None, "attack_steps": 100}  # the default, written out by a newer clipbook
+    assert [r["seeds"] for r in rows_of(old, new)] == [[0, 1]]
+
+
 def test_table_renders_as_markdown_and_text_and_lists_differences():
     rows = rows_of(result("mnist-clip90", test=91.6, pgd=36.0, lam=3.0, noise=50.0))
     md = table1_markdown(rows)
