@@ -48,7 +48,7 @@ reproduce: install
 	$(RUN_ENV) $(PY) -m clipbook reproduce --datasets mnist --seeds 0 --baselines --results results
 	$(RUN_ENV) $(PY) -m clipbook regression --results results
 	$(RUN_ENV) $(PY) -m clipbook.fig2_search
-	$(RUN_ENV) $(PY) -m clipbook.regression theory
+	$(RUN_ENV) $(PY) -m clipbook.theory
 	$(RUN_ENV) $(PY) -m clipbook.fig1
 	$(RUN_ENV) $(PY) -m clipbook.beyond --results results
 

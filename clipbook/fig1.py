@@ -33,7 +33,6 @@ from .io import provenance, save_torch_atomic, write_json_atomic
 from .lipschitz import adversarial_update, difference_quotients
 from .models import build_model
 from tqdm.auto import tqdm
-from .regression import make_config
 from .training import ClassificationTask, TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -44,8 +43,8 @@ SNAPSHOTS = (0, 1, 3, 10, 30, 100, 300, 1000, 3000)
 def fig1_config(epochs: int = 2, lam: float = 0.1, seed: int = 0) -> TrainConfig:
     """A short CLIP run of the Fashion-MNIST CNN: SGD momentum 0.9, lr 0.05, batch 128, 32 pairs, fixed lambda
     (the paper's Fashion-MNIST CLIP95 ended at lambda = 0.18)."""
-    return make_config(dict(method="clip", lam=lam, epochs=epochs, seed=seed, lr=0.05, momentum=0.9, batch_size=128,
-                            lip_pairs=32, eval_lip_pairs=32, eval_lip_steps=0, val_pgd_steps=0, select="last"))
+    return TrainConfig(method="clip", lam=lam, epochs=epochs, seed=seed, lr=0.05, momentum=0.9, batch_size=128,
+                       lip_pairs=32, eval_lip_pairs=32, eval_lip_steps=0)
 
 
 @torch.no_grad()

@@ -10,8 +10,6 @@ sampling and the number of epochs per stage. ``python -m clipbook.fig2_search`` 
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -19,17 +17,14 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .data import regression_data, regression_target
 from .io import provenance, write_json_atomic
 from .lipschitz import difference_quotients
 
-try:  # the product bound (4) moved to clipbook.bounds
-    from .bounds import layerwise_upper_bound
-except ImportError:  # pragma: no cover
-    from .lipschitz import layerwise_upper_bound
+from .bounds import layerwise_upper_bound
 from .models import regression_mlp
-from tqdm.auto import tqdm
 from .training import RegressionTask, TrainConfig, train
 
 PAPER_LAMBDAS = (10.0, 1.0, 1e-10)
@@ -64,31 +59,14 @@ def _full(setting: dict[str, Any] | None) -> dict[str, Any]:
     return s
 
 
-#: TrainConfig fields that older/newer versions of clipbook may lack, with the value that means "off".
-_OPTIONAL_FIELDS = {"val_pgd_steps": 0, "select": "last", "lip_power": 1}
-
-
-def make_config(d: dict[str, Any]) -> TrainConfig:
-    """``TrainConfig.from_dict(d)``, dropping the keys of :data:`_OPTIONAL_FIELDS` that this TrainConfig lacks
-    when they hold their neutral value (and raising when they do not)."""
-    d = dict(d)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for k, neutral in _OPTIONAL_FIELDS.items():
-        if k in d and k not in fields:
-            if d[k] != neutral:
-                raise ValueError(f"this clipbook's TrainConfig has no {k!r}: only {k}={neutral!r} is possible")
-            d.pop(k)
-    return TrainConfig.from_dict(d)
-
-
 def regression_config(lam: float, epochs: int = 1000, seed: int = 0, **overrides: Any) -> TrainConfig:
     """Settings of one regression stage: fixed ``lam`` (0 means unregularised), Adam lr 1e-3, batch 10,
     64 Lipschitz pairs ``x ~ U[-4, 4]``, ``x' = x + 0.1 N(0, 1)`` redrawn every epoch; ``overrides`` replace
     any of these."""
     d = dict(method="clip" if lam > 0 else "standard", lam=float(lam), epochs=epochs, seed=seed, lr=1e-3,
-             optimizer="adam", batch_size=10, lip_pairs=64, lip_noise=0.1, eval_lip_steps=0, val_pgd_steps=0)
+             optimizer="adam", batch_size=10, lip_pairs=64, lip_noise=0.1, eval_lip_steps=0)
     d.update(overrides)
-    return make_config(d)
+    return TrainConfig.from_dict(d)
 
 
 def setting_config(setting: dict[str, Any] | None, lam: float, epochs: int | None = None, seed: int = 0) -> TrainConfig:
@@ -324,115 +302,3 @@ def run_regression(out_dir: str | Path, epochs: int | None = None, seed: int = 0
         res["provenance"] = {**provenance(), "command": command, "wall_s": time.perf_counter() - t0}
         written[name] = write_json_atomic(p, res)
     return written
-
-
-# ------------------------------------------------------------------------------- Section 3 (theory)
-
-class NormPenaltyTask(ScaledRegressionTask):
-    """The data term plus ``mu * ||theta||``: the Euclidean norm (not its square) of *all* parameters, biases
-    included, exactly the extra term of problem (6) in Proposition 1."""
-
-    def __init__(self, x, y, model: torch.nn.Module, mu: float, scale: float = 1.0):
-        super().__init__(x, y, scale)
-        self.model, self.mu = model, float(mu)
-
-    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        base = super().loss(out, y)
-        return base + self.mu * param_norm(self.model) if self.mu else base
-
-
-def param_norm(model: torch.nn.Module) -> torch.Tensor:
-    """``||theta||_2`` over all parameters (differentiable)."""
-    return torch.sqrt(sum((p ** 2).sum() for p in model.parameters()))
-
-
-def _curve_record(model, task, xs, lam, extra=None) -> dict[str, Any]:
-    with torch.no_grad():
-        curve = model(xs).squeeze(1)
-        mse = torch.mean((model(task.x_train) - task.y_train) ** 2).item()
-    rec = {"lam": lam, "curve": [round(v, 6) for v in curve.tolist()], "train_mse": mse, **curve_metrics(xs.squeeze(1), curve)}
-    rec.update(extra or {})
-    return rec
-
-
-def run_theory(out_path: str | Path, setting: dict[str, Any] | None = None, epochs: int = 300, seed: int = 0,
-               lam_prop1: float = 1.0, mus: Sequence[float] = (0.0, 1.0), lam_big: float = 1000.0,
-               command: str = "") -> dict[str, Any]:
-    """The stored numbers of the book's Section 3 chapter, all with ``setting`` (default :data:`FIG2_SETTING`)
-    and ``epochs`` per stage:
-
-    - ``prop1``: CLIP at ``lam_prop1`` from the same initialisation with ``mu * ||theta||`` (norm, not squared,
-      all parameters) for each ``mu``, the parameter norm every ``epochs / 6`` epochs;
-    - ``prop3``: for noisy (0.05) and noise-free samples, the warm-started path lambda = 0 -> 10 -> 1 -> 1e-10
-      against a network trained at lambda = 0 from scratch for the same total number of epochs (4 x ``epochs``);
-    - ``prop4``: lambda = ``lam_big`` warm-started from the noisy lambda = 0 network: its output range and
-      value against the label mean (the barycenter) and the realisable constants (sigmoid output: (0, 1)).
-    """
-    s = _full(FIG2_SETTING if setting is None else setting)
-    xs = grid()
-    t0 = time.perf_counter()
-    res: dict[str, Any] = {"setting": s, "epochs": epochs, "seed": seed, "grid": xs.squeeze(1).tolist()}
-    # Proposition 1
-    x, y = regression_data(seed=0)
-    chunk = max(epochs // 6, 1)
-    prop1 = {}
-    for mu in mus:
-        model = build_regression_model(s, seed)
-        task = NormPenaltyTask(x, y, model, mu, s["data_scale"])
-        norms = [param_norm(model).item()]
-        for k in range(6):
-            train(model, task, setting_config(s, lam_prop1, chunk, seed + k), desc=f"prop1 mu={mu:g}")
-            norms.append(param_norm(model).item())
-        prop1[str(mu)] = {"mu": mu, "epochs": [chunk * k for k in range(7)], "norm": norms,
-                          **_curve_record(model, ScaledRegressionTask(x, y), xs, lam_prop1)}
-    res["prop1"] = {"lam": lam_prop1, "runs": prop1}
-    # Propositions 3 and 4
-    res["prop3"] = {}
-    for name, noise in (("noisy", 0.05), ("noise_free", 0.0)):
-        x, y = regression_data(noise=noise, seed=0)
-        task = ScaledRegressionTask(x, y, s["data_scale"])
-        model = build_regression_model(s, seed)
-        train(model, task, setting_config(s, 0.0, epochs, seed), desc="pretrain")
-        pre = copy.deepcopy(model.state_dict())
-        path = [_curve_record(model, task, xs, 0.0)]
-        for lam in PAPER_LAMBDAS:
-            train(model, task, setting_config(s, lam, epochs, seed), desc=f"lambda={lam:g}")
-            path.append(_curve_record(model, task, xs, lam))
-        scratch = build_regression_model(s, seed)
-        train(scratch, task, setting_config(s, 0.0, 4 * epochs, seed), desc="scratch")
-        res["prop3"][name] = {"noise": noise, "x": x.squeeze(1).tolist(), "y": y.squeeze(1).tolist(),
-                              "label_mean": y.mean().item(), "path": path,
-                              "scratch": _curve_record(scratch, task, xs, 0.0, {"epochs": 4 * epochs})}
-        if name == "noisy":
-            model.load_state_dict(pre)
-            train(model, task, setting_config(s, lam_big, epochs, seed), desc=f"lambda={lam_big:g}")
-            rec = _curve_record(model, task, xs, lam_big)
-            with torch.no_grad():
-                rec["value"] = model(xs).mean().item()
-            res["prop4"] = {**rec, "label_mean": y.mean().item(),
-                            "realisable": "(0, 1)" if s["output_sigmoid"] else "all reals"}
-    res["provenance"] = {**provenance(), "command": command, "wall_s": time.perf_counter() - t0}
-    write_json_atomic(out_path, res)
-    return res
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m clipbook.regression theory [--out PATH]``: store the Section 3 numbers (:func:`run_theory`).
-    (Fig. 2 and the lambda path: ``python -m clipbook regression``.)"""
-    import argparse
-    import shlex
-    import sys
-    p = argparse.ArgumentParser(prog="python -m clipbook.regression")
-    p.add_argument("what", choices=["theory"])
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "results" / "regression" / "theory.json")
-    p.add_argument("--epochs", type=int, default=300)
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    command = "python -m clipbook.regression " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    run_theory(args.out, epochs=args.epochs, command=command)
-    print(f"theory: {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

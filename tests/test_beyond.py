@@ -1,7 +1,5 @@
 """Beyond the paper: certified radii, lower vs upper bounds, the layer-wise baselines, attack invariants."""
 import math
-from dataclasses import replace
-
 import pytest
 import torch
 from torch import nn
