@@ -41,7 +41,7 @@ def steepest_pair_vs_estimate(results: Sequence[RunResult]) -> plt.Figure:
         ax.plot(ep, [e["lip_train_pairs"] for e in h], color=color, alpha=alpha, label=f"{label(r)}: steepest pair of X_Lip")
         ax.plot(ep, [e["lip_estimate"] for e in h], color=color, alpha=alpha, ls="--", label=f"{label(r)}: estimate (fresh pairs)")
     ax.set_yscale("log"); ax.set_xlabel("epoch"); ax.set_ylabel("difference quotient")
-    ax.set_title("the persistent pairs keep climbing: their steepest quotient vs a fresh estimate", fontsize=9)
+    ax.set_title("steepest pair of the persistent X_Lip (solid) vs an estimate from fresh pairs (dashed)", fontsize=9)
     ax.legend(fontsize=7, ncol=1); ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -135,5 +135,123 @@ def epsilon_panel(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.
                 if 3 * k + j == 0:
                     ax.set_ylabel(name, fontsize=8)
     fig.suptitle(f"ε = {eps:g}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- chapter 7 (clipbook.beyond records)
+
+BEYOND_STYLE = {"standard": "tab:gray", "weight_reg": "tab:blue", "clip": "tab:red", "spectral_norm": "tab:green",
+                "jacobian": "tab:purple", "adversarial": "tab:orange"}
+
+
+def _plain_log(ax: plt.Axes, which: str = "y", decades: float = 2.0) -> None:
+    """Log-scale tick labels as plain numbers (2, 5, 10) instead of powers of ten; ticks at 1, 2, 5 times a
+    power of ten when the axis spans at most ``decades`` decades, else at the powers of ten only."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,), numticks=30))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def beyond_label(rec: dict) -> str:
+    """``clip90 s0``: the row without the dataset, and the seed, of a :mod:`clipbook.beyond` record."""
+    return f"{rec['row'].split('-', 1)[1]} s{rec['seed']}"
+
+
+def bounds_ladder(records: Sequence[dict]) -> plt.Figure:
+    """Per model (a :mod:`clipbook.beyond` record): the lower bounds (pair search, Jacobian), the LipSDP bound and
+    the product bound (4) on a log scale; the bar spans lower to product, the true constant lies in the dark part
+    (lower to LipSDP)."""
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.5 * len(records)), 3.8))
+    for i, r in enumerate(records):
+        b, c = r["bounds"], BEYOND_STYLE.get(r["method"], "k")
+        ax.plot([i, i], [b["lower"], b["product"]], color=c, lw=6, alpha=0.2, solid_capstyle="butt")
+        if b["lipsdp"] is not None:
+            ax.plot([i, i], [b["lower"], b["lipsdp"]], color=c, lw=6, alpha=0.7, solid_capstyle="butt")
+            ax.scatter([i], [b["lipsdp"]], marker="_", s=200, color="k", zorder=3, label="LipSDP" if i == 0 else None)
+        ax.scatter([i], [b["product"]], marker="v", color=c, zorder=3, label="product bound (4)" if i == 0 else None)
+        ax.scatter([i], [b["pair_search"]], marker="^", color=c, zorder=3, label="pair search" if i == 0 else None)
+        if b.get("jacobian") is not None:
+            ax.scatter([i], [b["jacobian"]], marker="x", color="k", s=18, zorder=3,
+                       label="Jacobian norm at test images" if i == 0 else None)
+    ax.set_xticks(range(len(records)), [beyond_label(r) for r in records], rotation=50, ha="right", fontsize=7)
+    ax.set_yscale("log"); _plain_log(ax); ax.set_ylabel("Lipschitz constant (L2 → L2)"); ax.set_xlabel("MNIST model")
+    ax.set_title("the true constant lies in the dark bar: lower bound to LipSDP", fontsize=9)
+    ax.legend(fontsize=7, ncol=2); ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def certified_both(records: Sequence[dict], eps: float = 0.5) -> plt.Figure:
+    """Left: certified accuracy against the radius under LipSDP (solid) and the product bound (dashed), one
+    colour per method; right: certified accuracy at ``eps`` under each bound, per model."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    for r in records:
+        c = BEYOND_STYLE.get(r["method"], "k")
+        a.plot(r["cert_eps"], r["certified_acc"]["lipsdp"], color=c, alpha=0.7, lw=1)
+        a.plot(r["cert_eps"], r["certified_acc"]["product"], color=c, alpha=0.7, lw=1, ls="--")
+    for m, c in BEYOND_STYLE.items():
+        if any(r["method"] == m for r in records):
+            a.plot([], [], color=c, label=m)
+    a.plot([], [], color="k", label="LipSDP"); a.plot([], [], color="k", ls="--", label="product bound")
+    a.set_xlabel("radius ε (L2, pixels in [0, 1])"); a.set_ylabel("certified accuracy [%]")
+    a.set_title("certified accuracy, all 10,000 test images", fontsize=9); a.legend(fontsize=7); a.grid(alpha=0.3)
+    i = records[0]["cert_eps"].index(eps) if records else 0
+    x = np.arange(len(records))
+    b.bar(x - 0.2, [r["certified_acc"]["product"][i] for r in records], 0.4, label="product bound", color="tab:gray")
+    b.bar(x + 0.2, [r["certified_acc"]["lipsdp"][i] for r in records], 0.4, label="LipSDP",
+          color=[BEYOND_STYLE.get(r["method"], "k") for r in records])
+    b.set_xticks(x, [beyond_label(r) for r in records], rotation=50, ha="right", fontsize=7)
+    b.set_ylabel(f"certified accuracy at ε = {eps:g} [%]"); b.set_xlabel("MNIST model")
+    b.set_title(f"ε = {eps:g}: grey product bound, coloured LipSDP", fontsize=9); b.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def radius_scatter(rec: dict, ax: plt.Axes | None = None) -> plt.Figure:
+    """Per test image of one :mod:`clipbook.beyond` record: the empirical radius (DDN + DeepFool) against the
+    certified radius (best bound), log-log, with the diagonal (no point may lie below it) and the median ratio."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.2, 3.8))
+    cert = np.array(rec["radii"]["certified"], dtype=float)
+    emp = np.array([np.inf if e is None else e for e in rec["radii"]["empirical"]], dtype=float)
+    use = (cert > 0) & np.isfinite(emp)
+    ax.scatter(cert[use], emp[use], s=4, alpha=0.4, color=BEYOND_STYLE.get(rec["method"], "k"))
+    lo = max(min(cert[use].min(), emp[use].min()) if use.any() else 1e-3, 1e-4)
+    hi = max(cert[use].max(), emp[use].max()) if use.any() else 1.0
+    t = np.array([lo, hi])
+    med = rec["summary"]["median_ratio"]
+    ax.plot(t, t, "k-", lw=1, label="empirical = certified")
+    if med is not None:
+        ax.plot(t, med * t, "k--", lw=1, label=f"median ratio {med:.2f}")
+    ax.set_xscale("log"); ax.set_yscale("log")
+    _plain_log(ax, "x", np.log10(hi / lo)); _plain_log(ax, "y", np.log10(hi / lo))
+    ax.set_xlabel(f"certified radius (L = {rec['bounds']['best']:.3g}, {rec['radii']['bound']})")
+    ax.set_ylabel("empirical radius (DDN + DeepFool)")
+    ax.set_title(f"{rec['name']}: {int(use.sum())} certified images, {rec['summary']['n_violations']} violations",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left"); ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def radius_ratio_boxes(records: Sequence[dict]) -> plt.Figure:
+    """Per model: the distribution of empirical / certified radius over its certified test images (box: quartiles,
+    whiskers: 5-95 %), log scale; 1 is the floor no image may go below."""
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.5 * len(records)), 3.6))
+    data = []
+    for r in records:
+        cert = np.array(r["radii"]["certified"], dtype=float)
+        emp = np.array([np.inf if e is None else e for e in r["radii"]["empirical"]], dtype=float)
+        use = (cert > 0) & np.isfinite(emp)
+        data.append(emp[use] / cert[use] if use.any() else np.array([np.nan]))
+    bp = ax.boxplot(data, whis=(5, 95), showfliers=False, patch_artist=True)
+    for patch, r in zip(bp["boxes"], records):
+        patch.set_facecolor(BEYOND_STYLE.get(r["method"], "k")); patch.set_alpha(0.5)
+    ax.axhline(1, color="k", lw=1)
+    ax.set_xticks(range(1, len(records) + 1), [beyond_label(r) for r in records], rotation=50, ha="right", fontsize=7)
+    ax.set_yscale("log"); _plain_log(ax); ax.set_ylabel("empirical / certified radius"); ax.set_xlabel("MNIST model")
+    ax.set_title("how far the certificate is from the attacks, per test image", fontsize=9); ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
