@@ -143,9 +143,10 @@ def training_curves(results: list[dict[str, Any]]) -> plt.Figure:
         axes[1].plot(ep, [e["train_acc"] for e in h], color=color, alpha=alpha, label=lab)
         axes[2].plot(ep, [e["lip_estimate"] for e in h], color=color, alpha=alpha, label=lab)
         axes[2].plot(ep, [e["upper_bound"] for e in h], color=color, alpha=alpha, ls=":")
-    axes[0].set_title("regularisation parameter"); axes[0].legend(fontsize=7)
-    axes[1].set_title("training accuracy [%] (epoch mean)")
+    axes[0].set_title("regularisation parameter"); axes[0].legend(fontsize=7); axes[0].set_ylabel("λ, 1000·μ or scale")
+    axes[1].set_title("training accuracy (epoch mean)"); axes[1].set_ylabel("accuracy [%]")
     axes[2].set_title("Lipschitz estimate (solid), product bound (dotted)"); axes[2].set_yscale("log")
+    axes[2].set_ylabel("Lipschitz constant")
     for ax in axes:
         ax.set_xlabel("epoch"); ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2)
