@@ -18,11 +18,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# A failed build removes what it executed, so the next `make book` executes every notebook again instead of
-# serving stale or partial pages as good.
+# Every build executes every notebook (--all: no page is reused from an earlier build, whose inputs may have
+# changed), and a failed build removes what it made: `make book` never reports success over stale or partial pages.
 book: install
 	@rm -f _build/.book-ok
-	@$(RUN_ENV) $(VENV)/bin/jupyter-book build . -W --keep-going || { \
+	@$(RUN_ENV) $(VENV)/bin/jupyter-book build . --all -W --keep-going || { \
 	  rm -rf _build/html _build/.doctrees _build/jupyter_execute; \
 	  echo "make book: FAILED (see the errors above); the partial output was removed, the next build starts afresh" >&2; \
 	  exit 1; }
