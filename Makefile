@@ -32,7 +32,7 @@ test: install
 	$(RUN_ENV) MPLBACKEND=Agg $(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider
 
 lab: install
-	$(RUN_ENV) $(VENV)/bin/jupyter lab book/
+	$(VENV)/bin/jupyter lab book/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 data: install
 	$(PY) -m clipbook data
