@@ -220,7 +220,7 @@ def run_beyond(results_dir: str | Path = "results", n: int = 1000, force: bool =
     in ``out`` (default ``<results_dir>/beyond.json``) as soon as it is done, seed 0 of every row first
     (:func:`priority`); results that appear meanwhile join the queue. ``until``: a ``time.time()`` after which no
     further model is started. Returns the whole dict."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     from .runner import load_checkpoint, load_split
     from .storage import checkpoint_path, load_results
 

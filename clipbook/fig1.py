@@ -32,7 +32,7 @@ from .evaluation import accuracy, predict
 from .io import provenance, save_torch_atomic, write_json_atomic
 from .lipschitz import adversarial_update, difference_quotients
 from .models import build_model
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: it honours TQDM_DISABLE (tqdm.notebook ignores it)
 from .training import ClassificationTask, TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .io import provenance, read_json, write_json_atomic
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: it honours TQDM_DISABLE (tqdm.notebook ignores it)
 from .regression import (DEFAULT_SETTING, PAPER_LAMBDAS, _full, assess_fig2, continue_path, curve_metrics, grid,
                          pretrained, truth_metrics)
 

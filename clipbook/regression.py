@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: it honours TQDM_DISABLE (tqdm.notebook ignores it)
 
 from .data import regression_data, regression_target
 from .io import provenance, write_json_atomic

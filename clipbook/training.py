@@ -16,7 +16,7 @@ from typing import Any, Protocol, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: it honours TQDM_DISABLE (tqdm.notebook ignores it)
 
 from .bounds import layerwise_upper_bound
 from .io import save_torch_atomic
