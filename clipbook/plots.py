@@ -43,20 +43,6 @@ def fig2(data: dict[str, Any]) -> plt.Figure:
     return fig
 
 
-def regression_stage_png(data: dict[str, Any], stage: dict[str, Any]) -> bytes:
-    """One regression panel rendered to PNG bytes (for the slider's client-side image stack)."""
-    import io
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    regression_panel(ax, data, stage, f"λ = {stage['lam']:g}:  Lipschitz estimate {stage['lip_grid']:.3f},  "
-                                      f"training MSE {stage['train_mse']:.4f}")
-    ax.legend(fontsize=7, loc="upper center")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def lambda_path_plot(data: dict[str, Any]) -> plt.Figure:
     """Proposition 2 seen on the lambda path: training loss and Lipschitz constant against lambda."""
     st = [s for s in data["stages"] if s["lam"] > 0]
@@ -171,81 +157,6 @@ def toy_pairs(model, x: torch.Tensor, y: torch.Tensor, before: tuple, after: tup
                     label=lab if i == 0 else None)
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def bounds_plot(results: list[dict[str, Any]]) -> plt.Figure:
-    """Per model: the two lower bounds and the product upper bound (log scale), connected by a line."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(results)), 3.6))
-    for i, r in enumerate(results):
-        b = r["beyond"]["bounds"]
-        color, _, _ = _style(r)
-        ax.plot([i, i], [b["lower"], b["upper"]], color=color, lw=2, alpha=0.5)
-        ax.scatter([i], [b["upper"]], marker="v", color=color)
-        ax.scatter([i], [b["pair_search"]], marker="^", color=color)
-        ax.scatter([i], [b["jacobian"]], marker="x", color="k", s=20)
-    ax.set_xticks(range(len(results)), [r["row"].split("-", 1)[1] for r in results], rotation=45, ha="right", fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("Lipschitz constant")
-    ax.set_title("▼ product bound (4)   ▲ pair search   × Jacobian norm at test images", fontsize=9)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    return fig
-
-
-def bounds_over_training(results: list[dict[str, Any]]) -> plt.Figure:
-    """Lipschitz estimate (pair search, solid) and product bound (dashed) over the epochs, and their ratio."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4))
-    for r in results:
-        h = r["history"]
-        ep = [e["epoch"] for e in h]
-        color, _, alpha = _style(r)
-        lab = r["row"].split("-", 1)[1]
-        a.plot(ep, [e["lip_estimate"] for e in h], color=color, alpha=alpha, label=lab)
-        a.plot(ep, [e["upper_bound"] for e in h], color=color, alpha=alpha, ls="--")
-        b.plot(ep, [e["upper_bound"] / e["lip_estimate"] for e in h], color=color, alpha=alpha, label=lab)
-    a.set_yscale("log"); a.set_title("lower (solid) and upper (dashed) bound"); a.set_xlabel("epoch")
-    b.set_yscale("log"); b.set_title("gap: upper / lower"); b.set_xlabel("epoch"); b.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def certified_vs_pgd(results: list[dict[str, Any]]) -> plt.Figure:
-    """Certified accuracy (dashed) against empirical PGD accuracy (solid) over the radius eps, one panel per model."""
-    n = len(results)
-    cols = min(4, n)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, r in zip(axes.flat, results):
-        ax.axis("on")
-        be, c = r["beyond"], r["curves"]
-        ax.plot(c["pgd_eps"], c["pgd_acc"], "o-", label="PGD (paper)")
-        ax.plot(be["attack_cross_check"]["eps"], be["attack_cross_check"]["standard_l2_100x3"], "s-", label="PGD (standard L2)")
-        ax.plot(be["cert_eps"], be["certified_acc"], "k--", label="certified")
-        ax.set_title(r["row"], fontsize=9); ax.set_xlabel("ε"); ax.grid(alpha=0.3)
-    axes.flat[0].set_ylabel("accuracy [%]"); axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def seed_curves(results: list[dict[str, Any]], key: str = "pgd") -> plt.Figure:
-    """Robustness curves averaged over seeds, with ±1 standard deviation error bars."""
-    groups: dict[str, list] = {}
-    for r in results:
-        if r.get("curves"):
-            groups.setdefault(r["row"], []).append(r)
-    fig, ax = plt.subplots(figsize=(5.8, 3.6))
-    for row, rs in groups.items():
-        xs = rs[0]["curves"]["pgd_eps" if key == "pgd" else "noise_sigma"]
-        ys = np.array([r["curves"]["pgd_acc" if key == "pgd" else "noise_acc"] for r in rs])
-        color, marker, alpha = _style(rs[0])
-        ax.errorbar(xs, ys.mean(0), yerr=ys.std(0, ddof=1) if len(rs) > 1 else None, marker=marker, color=color,
-                    alpha=alpha, capsize=3, label=f"{row.split('-', 1)[1]} (n={len(rs)})")
-    ax.set_xlabel("PGD radius ε" if key == "pgd" else "noise σ"); ax.set_ylabel("accuracy [%]")
-    ax.legend(fontsize=7, ncol=2); ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

@@ -9,7 +9,7 @@ import torch
 
 from clipbook import plots
 from clipbook.regression import PATH_LAMBDAS, fit_single, nearest_stage, warm_start_path
-from clipbook.widgets import lambda_slider, retrain_panel
+from clipbook.widgets import lambda_path_slider, png_switcher, retrain_panel_with_note
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_nearest_stage_on_a_log_scale(tiny_path):
 
 
 def test_slider_links_one_panel_per_stage_client_side(tiny_path):
-    box = lambda_slider(tiny_path)
+    box = lambda_path_slider(tiny_path)
     slider, stack = box.children
     assert isinstance(stack, W.Stack) and len(stack.children) == 3
     assert all(bytes(img.value[:4]) == b"\x89PNG" for img in stack.children)
@@ -40,11 +40,19 @@ def test_slider_links_one_panel_per_stage_client_side(tiny_path):
     assert box.link.source == (slider, "index") and box.link.target == (stack, "selected_index")
 
 
+def test_png_switcher_refuses_mismatched_panels():
+    with pytest.raises(ValueError, match="one label per panel"):
+        png_switcher(["a", "b"], [b"x"])
+    with pytest.raises(ValueError, match="kind"):
+        png_switcher(["a"], [b"x"], kind="knob")
+
+
 def test_retrain_button_trains_and_shows_a_panel(tiny_path, monkeypatch):
     import clipbook.widgets as cw
     monkeypatch.setattr(cw, "fit_single", lambda lam, epochs, n_grid: fit_single(lam, epochs=2, n_grid=n_grid))
-    panel = retrain_panel(tiny_path, epochs=2)
-    controls, image = panel.children
+    panel = retrain_panel_with_note(tiny_path, epochs=2)
+    note, controls, image = panel.children
+    assert "Needs a running kernel" in note.value  # visible in the static HTML too
     lam, button, status = controls.children
     lam.value = 0.1
     button.click()
