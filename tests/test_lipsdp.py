@@ -11,14 +11,11 @@ from torch import nn
 pytest.importorskip("cvxpy")
 
 from clipbook.lipschitz import jacobian_norm_lower_bound, search_lipschitz_pairs  # noqa: E402
-from clipbook.lipsdp import (lipsdp_bound, lmi_matrix, min_feasible_rho, mlp_spec, reduce_input,  # noqa: E402
+from clipbook.lipsdp import (lipsdp_bound, lmi_matrix, mlp_spec, reduce_input,  # noqa: E402
                              verify_bound)
 from clipbook.models import abs_network, build_model  # noqa: E402
 
-try:
-    from clipbook.bounds import layerwise_upper_bound
-except ImportError:
-    from clipbook.lipschitz import layerwise_upper_bound
+from clipbook.bounds import layerwise_upper_bound  # noqa: E402
 
 TOL = 1e-6  # relative tolerance of the interior-point solve
 

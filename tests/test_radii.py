@@ -15,10 +15,7 @@ from clipbook.data import two_moons  # noqa: E402
 from clipbook.models import build_model  # noqa: E402
 from clipbook.radii import empirical_radii, minimum_norm_adversarials, radius_ratio_summary  # noqa: E402
 
-try:
-    from clipbook.bounds import layerwise_upper_bound
-except ImportError:
-    from clipbook.lipschitz import layerwise_upper_bound
+from clipbook.bounds import layerwise_upper_bound  # noqa: E402
 
 WIDE = (-100.0, 100.0)  # box far away: the attack is effectively unconstrained
 
