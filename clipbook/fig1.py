@@ -35,7 +35,7 @@ from .models import build_model
 from tqdm import tqdm  # the text bar: it honours TQDM_DISABLE (tqdm.notebook ignores it)
 from .training import ClassificationTask, TrainConfig, train
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
+RESULTS = Path("results")  # the book's results folder, relative to the repository root (make reproduce runs there)
 #: steps at which the chosen pair's images are kept for the figure
 SNAPSHOTS = (0, 1, 3, 10, 30, 100, 300, 1000, 3000)
 

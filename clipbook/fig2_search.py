@@ -25,7 +25,7 @@ from tqdm import tqdm  # the text bar: it honours TQDM_DISABLE (tqdm.notebook ig
 from .regression import (DEFAULT_SETTING, PAPER_LAMBDAS, _full, assess_fig2, continue_path, curve_metrics, grid,
                          pretrained, truth_metrics)
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results" / "regression" / "fig2_search.json"
+DEFAULT_OUT = Path("results") / "regression" / "fig2_search.json"  # relative to the repository root
 #: every how many grid points a stored curve keeps (801 -> 201 points)
 CURVE_STRIDE = 4
 _PRETRAIN_KEYS = ("optimizer", "lr", "momentum", "output_sigmoid", "data_scale", "batch_size", "epochs")

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     import shlex
     import sys
     p = argparse.ArgumentParser(prog="python -m clipbook.theory")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "results" / "regression" / "theory.json")
+    p.add_argument("--out", type=Path, default=Path("results") / "regression" / "theory.json")
     p.add_argument("--epochs", type=int, default=300)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
