@@ -32,3 +32,12 @@ def trained_mlp(mnist_split):
     model = build_model("mnist_mlp", seed=0)
     train(model, ClassificationTask(sp), TrainConfig(method="standard", epochs=5, eval_lip_steps=0))
     return model
+
+
+def pytest_report_header(config):
+    """Say at the top of every run whether the tests that need MNIST can run (they skip without the data)."""
+    from clipbook.data import DATA_ENV
+    if DATA_ENV in os.environ:
+        return f"clipbook: {DATA_ENV}={os.environ[DATA_ENV]}"
+    return (f"clipbook: {DATA_ENV} is NOT set: every test that needs MNIST will be SKIPPED. Set it to the folder "
+            f"holding MNIST/raw (or run `python -m clipbook data`), see the README.")
