@@ -7,6 +7,7 @@ import statistics
 from dataclasses import asdict
 from typing import Any, Sequence
 
+from . import protocol
 from .experiments import PAPER_TABLE1, EvalBudget
 from .schema import RunResult, reg_parameter
 
@@ -20,7 +21,7 @@ def _value(r: RunResult, column: str) -> float | None:
         return reg_parameter(r)
     if column == "worst":
         rob = r.get("robust")
-        return rob["worst"][rob["eps"].index(2.0)] if rob and 2.0 in rob["eps"] else None
+        return rob["worst"][rob["eps"].index(protocol.EPS)] if rob and protocol.EPS in rob["eps"] else None
     return r["metrics"][column]
 
 

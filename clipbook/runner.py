@@ -15,6 +15,7 @@ import torch
 
 from . import __version__, protocol, suite
 from .attacks import L2PGD, PaperPGD
+from .bounds import layerwise_upper_bound
 from .data import load_images, split_lipschitz
 from .device import resolve_device
 from .evaluation import ValidationAttack
@@ -100,7 +101,7 @@ def run(spec: RunSpec, results_dir: str | Path, force: bool = False, command: st
     metrics = suite.table1_metrics(model, split, spec.dataset, spec.budget, spec.seed)
     metrics.update(lam=res.lam, mu=res.mu, sn_scale=res.final_value if spec.method == "spectral_norm" else None,
                    lip_estimate=suite.lipschitz_estimate(model, split, spec.seed, cfg.lip_noise),
-                   upper_bound=suite.layerwise_upper_bound(model), best_epoch=res.best_epoch)
+                   upper_bound=layerwise_upper_bound(model), best_epoch=res.best_epoch)
     eval_time = time.perf_counter() - t1
     result: dict[str, Any] = {
         "name": spec.name, "row": spec.row, "dataset": spec.dataset, "method": spec.method,

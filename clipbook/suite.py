@@ -11,10 +11,11 @@ from . import protocol
 from .attacks import L2PGD, PaperPGD
 from .bounds import layerwise_upper_bound
 from .certify import certified_accuracy, certified_radii
-from .data import ClassificationSplit, noisy_pairs
+from .data import ClassificationSplit
 from .evaluation import accuracy, attack_accuracy, noise_accuracy, predict, robust_mask
 from .experiments import EvalBudget
 from .lipschitz import difference_quotients, jacobian_norm_lower_bound, search_lipschitz_pairs
+from .tasks import ClassificationTask
 
 #: Radii of the robustness curves and of the certified-accuracy curve.
 CURVE_EPS = (0.5, 1.0, 2.0, 3.0)
@@ -80,9 +81,7 @@ def robustness_curves(model: nn.Module, split: ClassificationSplit, budget: Eval
 def lipschitz_bounds(model: nn.Module, split: ClassificationSplit, budget: EvalBudget, seed: int = 0) -> dict[str, float]:
     """Upper bound (4) and lower bounds: pair search from ``budget.bound_pairs`` random held-out starts, the
     largest Jacobian spectral norm over ``budget.jacobian`` test images, and the better of the two."""
-    g = torch.Generator().manual_seed(seed + 7)
-    idx = torch.randint(len(split.x_lip), (budget.bound_pairs,), generator=g).to(split.x_lip.device)
-    px, pxp = noisy_pairs(split.x_lip[idx], 0.1, g)
+    px, pxp = ClassificationTask(split).pairs(budget.bound_pairs, 0.1, torch.Generator().manual_seed(seed + 7))
     search = search_lipschitz_pairs(model, px, pxp, steps=budget.bound_steps).quotients.max().item()
     jac = max(jacobian_norm_lower_bound(model, split.x_test[i:i + 250]).max().item()
               for i in range(0, budget.jacobian, 250))
@@ -133,7 +132,5 @@ def artifacts(model: nn.Module, split: ClassificationSplit, seed: int = 0, n_exa
 def lipschitz_estimate(model: nn.Module, split: ClassificationSplit, seed: int, noise: float = 0.1,
                        n_pairs: int = 1000, steps: int = 50) -> float:
     """Table-time Lipschitz estimate: the largest quotient after ``steps`` updates of ``n_pairs`` pairs."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(split.x_lip), (n_pairs,), generator=g).to(split.x_lip.device)
-    px, pxp = noisy_pairs(split.x_lip[idx], noise, g)
+    px, pxp = ClassificationTask(split).pairs(n_pairs, noise, torch.Generator().manual_seed(seed))
     return search_lipschitz_pairs(model, px, pxp, steps=steps).quotients.max().item()

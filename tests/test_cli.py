@@ -57,3 +57,8 @@ def test_help_does_not_import_torch():
     code = "import sys; from clipbook.cli import parser; parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_clis_torch_free_choice_lists_match_the_package():
+    from clipbook import cli, data, device, training
+    assert cli.DATASETS == data.DATASETS and cli.METHODS == training.METHODS and cli.DEVICES == device.DEVICES
