@@ -325,10 +325,13 @@ class APGD:
             return "apgd-t" if self.loss == "dlr" else "apgd-t-ce"
         return f"apgd-{self.loss}"
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 active: torch.Tensor | None = None) -> torch.Tensor:
         """Adversarial images ``[N, ...]`` in [0, 1] with ``||x_adv - x||_2 <= eps`` for ``x`` ``[N, ...]``,
-        labels ``y`` ``[N]``; misclassified wherever the attack succeeded."""
-        return self._attack(model, x, y, None)
+        labels ``y`` ``[N]``; misclassified wherever the attack succeeded. ``active`` ``[N]`` (bool): attack
+        only those samples, return the others unchanged (random starts are drawn for every sample, so a
+        sample's result does not depend on which others are attacked)."""
+        return self._attack(model, x, y, None, active)
 
     def attack_target(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                       target: torch.Tensor) -> torch.Tensor:
@@ -336,12 +339,12 @@ class APGD:
         (targeted DLR or ``-CE``) and budget: a sample is done only once it is classified as its target."""
         if target.shape != y.shape or bool((target == y).any()):
             raise ValueError("target must have y's shape and differ from y everywhere")
-        return self._attack(model, x, y, target)
+        return self._attack(model, x, y, target, None)
 
     # -- internals
 
     def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                target: torch.Tensor | None) -> torch.Tensor:
+                target: torch.Tensor | None, active: torch.Tensor | None) -> torch.Tensor:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
         if self.eps == 0 or len(x) == 0:
@@ -354,7 +357,7 @@ class APGD:
             for i in range(0, len(x), self.batch_size):
                 sl = slice(i, i + self.batch_size)
                 chunks.append(self._attack_batch(model, x[sl].detach(), y[sl], None if target is None
-                                                 else target[sl], gen))
+                                                 else target[sl], gen, None if active is None else active[sl]))
             return torch.cat(chunks).clamp_(0.0, 1.0)  # only rounding-level changes: iterates are feasible
         finally:
             model.train(was_training)
@@ -371,11 +374,14 @@ class APGD:
 
     @torch.no_grad()
     def _attack_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      goal: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
-        """Attack one chunk ``x`` ``[B, ...]``; ``goal`` ``[B]`` forces targets and success = reaching them."""
+                      goal: torch.Tensor | None, gen: torch.Generator, active: torch.Tensor | None) -> torch.Tensor:
+        """Attack one chunk ``x`` ``[B, ...]``; ``goal`` ``[B]`` forces targets and success = reaching them;
+        only where ``active`` ``[B]`` holds (all if None)."""
         logits = model(x)
         out = x.clone()
         remaining = logits.argmax(1) != goal if goal is not None else logits.argmax(1) == y
+        if active is not None:
+            remaining &= active
         best_loss = torch.full((len(x),), float("-inf"), device=x.device, dtype=x.dtype)
         targets = [goal] if goal is not None else self._targets(logits, y)
         for t in targets:
@@ -384,7 +390,8 @@ class APGD:
                 if len(idx) == 0:
                     return out
                 xs = x[idx]
-                start = _random_start(xs, self.eps, gen) if self.random_start else xs
+                # drawn for the whole chunk: a sample's start does not depend on which others remain
+                start = _random_start(x, self.eps, gen)[idx] if self.random_start else xs
                 adv, hit, f = apgd_run(model, xs, y[idx], self.eps, self.loss, None if t is None else t[idx],
                                        self.steps, self.rho, start, stop_at_target=goal is not None)
                 better = ~hit & (f > best_loss[idx])

@@ -1,7 +1,8 @@
 """Perturbations: Gaussian noise and L2 PGD (the paper's eq. (13) and the standard variant).
 
 Images are ``[N, C, H, W]`` tensors in ``[0, 1]``; every attack returns images in ``[0, 1]``. An *attack* is
-any callable ``attack(model, x, y) -> x_adv`` with a ``name``: :class:`PaperPGD`, :class:`L2PGD`, and the
+any callable ``attack(model, x, y, active=None) -> x_adv`` with a ``name`` (``active`` ``[N]``, bool: attack
+only those samples, return the others unchanged): :class:`PaperPGD`, :class:`L2PGD`, and the
 APGD attacks of :mod:`clipbook.apgd`. Random draws use CPU generators and move to ``x``'s device, so a seed
 gives the same perturbation on every device.
 """
@@ -63,9 +64,12 @@ def pgd_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, eps: floa
 
 def _pgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
               variant: str, random_start: bool, generator: torch.Generator | None,
-              early_stop: bool = True) -> torch.Tensor:
+              early_stop: bool, active: torch.Tensor) -> torch.Tensor:
+    """One PGD run on the samples where ``active`` ``[N]`` holds; returns ``x + delta`` ``[N, ...]``, valid in
+    the active rows only. The random start is drawn for all ``N`` samples, so a sample's draws never depend
+    on which others are attacked."""
     delta = _random_start(x, eps, generator) if random_start else torch.zeros_like(x)
-    active = torch.ones(len(x), dtype=torch.bool, device=x.device)  # samples still classified correctly
+    active = active.clone()  # samples still classified correctly
     for _ in range(steps):
         idx = active.nonzero().squeeze(1)
         if len(idx) == 0:
@@ -88,7 +92,7 @@ def _pgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, al
 def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = protocol.EPS,
            alpha: float = protocol.ALPHA, steps: int = protocol.STEPS, variant: str = "sign",
            random_start: bool = False, restarts: int = 1, generator: torch.Generator | None = None,
-           early_stop: bool = True) -> torch.Tensor:
+           early_stop: bool = True, active: torch.Tensor | None = None) -> torch.Tensor:
     """L2 projected gradient attack on cross-entropy; returns ``x_adv`` with ``||x_adv - x|| <= eps`` in [0, 1].
 
     ``variant="sign"`` is the paper's eq. (13): ``x <- P(x + alpha * sign(grad))`` from ``x`` itself
@@ -96,7 +100,10 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = prot
     ``alpha * grad / ||grad||``; with ``random_start=True`` each restart begins uniformly in the ball.
     A sample is frozen at the first iterate that is misclassified, so the attack's success never decreases
     with more steps; over ``restarts`` the first successful restart per sample is kept (``early_stop=False``
-    attacks every sample for all steps: for throughput benchmarks). Shapes: ``x`` ``[N, ...]``, ``y`` ``[N]``.
+    attacks every sample for all steps: for throughput benchmarks). ``active`` ``[N]`` (bool) attacks only
+    those samples and returns the others unchanged; every restart draws its random start for all ``N``
+    samples, so a sample's result does not depend on which others are attacked (the cascade of
+    :func:`clipbook.suite.robustness` relies on it). Shapes: ``x`` ``[N, ...]``, ``y`` ``[N]``.
     """
     if variant not in PGD_VARIANTS:
         raise ValueError(f"unknown PGD variant {variant!r}; choose one of {PGD_VARIANTS}")
@@ -106,12 +113,13 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = prot
     model.eval()
     try:
         best = x.clone()
-        remaining = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        remaining = torch.ones(len(x), dtype=torch.bool, device=x.device) if active is None else active.clone()
         for _ in range(restarts):
             idx = remaining.nonzero().squeeze(1)
             if len(idx) == 0:
                 break
-            adv = _pgd_once(model, x[idx], y[idx], eps, alpha, steps, variant, random_start, generator, early_stop)
+            adv = _pgd_once(model, x, y, eps, alpha, steps, variant, random_start, generator, early_stop,
+                            remaining)[idx]
             with torch.no_grad():
                 fooled = model(adv).argmax(1) != y[idx]
             take = idx[fooled] if restarts > 1 else idx
@@ -133,8 +141,9 @@ class PaperPGD:
     def name(self) -> str:
         return "pgd-sign"
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return pgd_l2(model, x, y, self.eps, self.alpha, self.steps, variant="sign")
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 active: torch.Tensor | None = None) -> torch.Tensor:
+        return pgd_l2(model, x, y, self.eps, self.alpha, self.steps, variant="sign", active=active)
 
 
 @dataclass(frozen=True)
@@ -150,10 +159,11 @@ class L2PGD:
     def name(self) -> str:
         return "pgd-l2"
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 active: torch.Tensor | None = None) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed)
         return pgd_l2(model, x, y, self.eps, 2.5 * self.eps / max(self.steps, 1), self.steps, variant="normalized",
-                      random_start=True, restarts=self.restarts, generator=g)
+                      random_start=True, restarts=self.restarts, generator=g, active=active)
 
 
 def sign_gradient_alignment(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

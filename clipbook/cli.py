@@ -80,6 +80,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
     p.add_argument("--baselines", action="store_true",
                    help="the beyond-the-paper rows instead: spectral normalisation, Jacobian penalty, adversarial training")
+    p.add_argument("--share", action="store_true",
+                   help="share the queue with other `reproduce --share` processes on the same results folder: each "
+                        "run is claimed by one of them (start one per core)")
     _common(p)
     p = sub.add_parser("evaluate", help="(re)compute strong attacks, curves, bounds and figure tensors from checkpoints")
     _results_arg(p)
@@ -150,7 +153,7 @@ def _dispatch(args, command: str) -> int:
     if args.epochs is not None:
         over["epochs"] = args.epochs
     datasets = [args.dataset] if args.cmd == "train" else args.datasets
-    budgets = {d: replace(BUDGETS[d], pgd=args.eval_size) for d in datasets}
+    budgets = {d: BUDGETS[d] if args.eval_size is None else replace(BUDGETS[d], pgd=args.eval_size) for d in datasets}
     if args.cmd == "train":
         specs = [RunSpec(args.dataset, args.method, args.target, args.seed, over, budgets[args.dataset])]
     else:
@@ -161,8 +164,17 @@ def _dispatch(args, command: str) -> int:
                 print(f"{'done' if is_done(s, results) else 'todo'}  {s.name}")
             return 0
     for i, s in enumerate(specs, 1):
+        lock = None
+        if getattr(args, "share", False):
+            from .storage import claim
+            if is_done(s, results) or (lock := claim(results, s.name)) is None:
+                continue  # finished, or another worker has it
         print(f"[{i}/{len(specs)}] {s.name} -> {results}", file=sys.stderr, flush=True)
-        r = run(s, results, force=args.force, command=command, device=args.device)
+        try:
+            r = run(s, results, force=args.force, command=command, device=args.device)
+        finally:
+            if lock is not None:
+                lock.unlink(missing_ok=True)
         m = r["metrics"]
         worst = r["robust"]["worst"][0]
         print(f"{s.name}: train {m['train']:.1f}  test {m['test']:.1f}  noise {m['noise']:.1f} / normalised "

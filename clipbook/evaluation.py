@@ -43,12 +43,18 @@ def noise_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, std: floa
 
 
 def robust_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, batch_size: int = 1000,
-                desc: str | None = None) -> torch.Tensor:
-    """Per sample ``[N]`` (bool): still classified correctly after ``attack(model, x, y)``, in batches."""
+                desc: str | None = None, active: torch.Tensor | None = None) -> torch.Tensor:
+    """Per sample ``[N]`` (bool): still classified correctly after ``attack(model, x, y)``, in batches.
+    With ``active`` ``[N]`` only those samples are attacked (the attack's own ``active`` argument) and the
+    others count as broken (False): the cascade of :func:`clipbook.suite.robustness`."""
     out = []
     for i in tqdm(range(0, len(x), batch_size), desc=desc or getattr(attack, "name", "attack"), unit="batch", leave=False):
-        adv = attack(model, x[i:i + batch_size], y[i:i + batch_size])
-        out.append(correct(model, adv, y[i:i + batch_size]))
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        if active is None:
+            out.append(correct(model, attack(model, xb, yb), yb))
+            continue
+        ab = active[i:i + batch_size]
+        out.append(correct(model, attack(model, xb, yb, active=ab), yb) & ab if ab.any() else ab.clone())
     return torch.cat(out)
 
 

@@ -2,7 +2,7 @@
 defaults, the evaluation budgets, and the paper's own Table 1 for comparison."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .data import DATASETS
@@ -14,12 +14,14 @@ TARGETS = (0.95, 0.90, 0.85)
 BASELINES = ("spectral_norm", "jacobian", "adversarial")
 
 #: Per-dataset training defaults. MNIST follows the paper's (reference code's) full setting; the
-#: Fashion-MNIST CNN uses a smaller learning rate (ReLU CNN with SGD momentum) and fewer pairs per step.
+#: Fashion-MNIST CNN uses a smaller learning rate (ReLU CNN with SGD momentum), fewer pairs per step and
+#: E = 20 epochs: measured on one core, standard training reached 97.1 % running training accuracy at epoch 13
+#: and 97.8 % at epoch 14 (~57 s per epoch), so 20 epochs end above the 97 % that the budget asks for.
 #: X_Lip persists for all of training (``pair_refresh="rotate"``, see clipbook.regularisers.LipschitzPenalty).
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "mnist": dict(epochs=100, lr=0.1, momentum=0.9, batch_size=128, dlam=0.005, dmu=1e-5, warmup_epochs=1,
                   lip_pairs=128, pair_refresh="rotate"),
-    "fashion": dict(epochs=100, lr=0.05, momentum=0.9, batch_size=128, dlam=0.005, dmu=1e-5, warmup_epochs=1,
+    "fashion": dict(epochs=20, lr=0.05, momentum=0.9, batch_size=128, dlam=0.005, dmu=1e-5, warmup_epochs=1,
                     lip_pairs=32, pair_refresh="rotate"),
 }
 
@@ -48,7 +50,8 @@ class EvalBudget:
 
     ``pgd``: clean/noise/eq. (13) PGD columns; ``strong``: the strong attacks and the worst case, each
     with ``attack_steps`` iterations;
-    ``curves``: the robustness curves; ``bound_pairs`` / ``bound_steps`` / ``jacobian``: the lower bounds;
+    ``per_attack``: each strong attack also run on its own on the first ``per_attack`` images (None: all
+    ``strong`` images), for the per-attack accuracies of the attack ladder; ``curves``: the robustness curves; ``bound_pairs`` / ``bound_steps`` / ``jacobian``: the lower bounds;
     ``artifacts``: whether to store the figure tensors.
     """
     pgd: int | None = None
@@ -60,17 +63,35 @@ class EvalBudget:
     bound_steps: int = 100
     jacobian: int = 1000
     artifacts: bool = True
+    per_attack: int | None = None
+    lip_pairs: int = 1000
+    lip_steps: int = 50
 
 
 #: The budgets stored results use per dataset (the CNN costs ~100x the MLP per image on a CPU).
-BUDGETS = {"mnist": EvalBudget(), "fashion": EvalBudget(strong=500, curves=250, bound_pairs=200, bound_steps=50, jacobian=250)}
+#: Fashion-MNIST: eq. (13) PGD on the first 2,000 test images, the strong-attack cascade on 500, each attack on
+#: its own (the attack ladder) on 100.
+BUDGETS = {"mnist": EvalBudget(),
+           "fashion": EvalBudget(pgd=2000, strong=500, per_attack=100, lip_pairs=200, curves=250, bound_pairs=200,
+                                 bound_steps=50, jacobian=250)}
+
+
+#: Settings that make up a run's name; each has its own flag (``--method``, ``--target``, ``--seed``) and
+#: is never taken from ``overrides``.
+NAMED_SETTINGS = ("method", "target_acc", "seed")
+
+
+def _tag(key: str, value: Any) -> str:
+    return f"{key}{value:g}" if isinstance(value, float) else f"{key}{value}"
 
 
 @dataclass
 class RunSpec:
     """One Table 1 row and seed: ``dataset``, ``method``, ``target`` (alpha, None for standard and
     adversarial training), ``seed``; ``overrides`` change :data:`DATASET_DEFAULTS` (e.g. ``epochs``);
-    ``budget`` the evaluation sizes (default: :data:`BUDGETS` of the dataset)."""
+    ``budget`` the evaluation sizes (default: :data:`BUDGETS` of the dataset). Every override and budget
+    that differs from the dataset's default becomes part of :attr:`name`, so no two configurations can
+    share a name (and so overwrite each other's files)."""
     dataset: str
     method: str
     target: float | None = None
@@ -85,6 +106,10 @@ class RunSpec:
             raise ValueError(f"{self.method} training has no target accuracy")
         if self.method not in ("standard", "adversarial") and self.target is None:
             raise ValueError(f"method {self.method!r} needs a target accuracy (e.g. 0.9)")
+        named = sorted(set(self.overrides) & set(NAMED_SETTINGS))
+        if named:
+            raise ValueError(f"{', '.join(named)} name(s) the run: set it with --method / --target / --seed, "
+                             f"not as an override")
         if self.budget is None:
             self.budget = BUDGETS[self.dataset]
         if self.budget.pgd is not None and self.budget.pgd < 1:
@@ -101,7 +126,18 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.row}-s{self.seed}"
+        """``<row>-s<seed>``, followed by every setting and budget that differs from the dataset's default
+        (e.g. ``mnist-clip90-s0-epochs5-lr0.5``)."""
+        return "-".join([f"{self.row}-s{self.seed}"] + self.variations())
+
+    def variations(self) -> list[str]:
+        """Tags of the overrides and budget fields that differ from the defaults, sorted by key."""
+        defaults = {f.name: f.default for f in fields(TrainConfig)} | DATASET_DEFAULTS[self.dataset]
+        tags = [_tag(k, v) for k, v in sorted(self.overrides.items())
+                if v != defaults[k] and not (k == "adv_eps" and self.method == "adversarial")]
+        base = BUDGETS[self.dataset]
+        return tags + [_tag(f.name, getattr(self.budget, f.name)) for f in fields(EvalBudget)
+                       if getattr(self.budget, f.name) != getattr(base, f.name)]
 
     def config(self) -> TrainConfig:
         d = dict(DATASET_DEFAULTS[self.dataset])

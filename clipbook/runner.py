@@ -1,7 +1,8 @@
 """One run end to end: train with checkpoint selection, evaluate with the suite, store the result.
 
 A run's files: ``<results>/<name>.json`` (a :class:`~clipbook.schema.RunResult`), ``<name>.artifacts.pt``
-(figure tensors) and ``checkpoints/<name>.pt`` (the selected weights); resumable state in the cache
+(figure tensors), ``checkpoints/<name>.pt`` (the selected weights) and ``checkpoints/<name>.final.pt``
+(the weights after the last epoch, evaluated too); resumable state in the cache
 (:mod:`clipbook.storage`). Finished runs are skipped unless their configuration or budget changed.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .experiments import MODEL_FOR, EvalBudget, RunSpec
 from .io import provenance, read_json, save_torch_atomic, write_json_atomic
 from .models import apply_spectral_norm, build_model
 from .schema import RunResult, check_result
-from .storage import artifacts_path, checkpoint_path, result_path, state_path
+from .storage import artifacts_path, checkpoint_path, final_checkpoint_path, result_path, state_path
 from .tasks import ClassificationTask
 from .training import KeepBest, TrainConfig, train
 
@@ -51,7 +52,9 @@ def load_checkpoint(result: RunResult, results_dir: str | Path, device: torch.de
 
 
 def is_done(spec: RunSpec, results_dir: str | Path) -> bool:
-    """True when a stored result for ``spec`` exists with the same config and evaluation budget."""
+    """True when a stored result for ``spec`` exists with the same config and evaluation budget, in the
+    current layout (with the final network). Raises ``ValueError`` when the name holds another
+    configuration (a changed default): :func:`run` replaces it only with ``force``."""
     p = result_path(results_dir, spec.name)
     if not p.exists():
         return False
@@ -60,8 +63,10 @@ def is_done(spec: RunSpec, results_dir: str | Path) -> bool:
         same = TrainConfig.from_dict(r.get("config", {})) == spec.config()
     except (TypeError, ValueError):
         same = False
+    if not same:
+        raise ValueError(f"{p} holds another configuration under the name {spec.name}; pass --force to replace it")
     try:  # budget fields added later take their defaults
-        return same and EvalBudget(**r.get("budget", {})) == spec.budget
+        return EvalBudget(**r.get("budget", {})) == spec.budget and "final" in r
     except TypeError:
         return False
 
@@ -83,7 +88,7 @@ def run(spec: RunSpec, results_dir: str | Path, force: bool = False, command: st
 
     Interrupted training resumes from the cache's per-epoch state."""
     results_dir = Path(results_dir)
-    if not force and is_done(spec, results_dir):
+    if not force and is_done(spec, results_dir):  # raises if the name holds another configuration
         return check_result(read_json(result_path(results_dir, spec.name)))
     dev = resolve_device(device)
     cfg = spec.config()
@@ -98,10 +103,9 @@ def run(spec: RunSpec, results_dir: str | Path, force: bool = False, command: st
                 attack=training_attack(cfg))
     train_time = time.perf_counter() - t0
     t1 = time.perf_counter()
-    metrics = suite.table1_metrics(model, split, spec.dataset, spec.budget, spec.seed)
+    metrics = network_metrics(model, split, spec, cfg)
     metrics.update(lam=res.lam, mu=res.mu, sn_scale=res.final_value if spec.method == "spectral_norm" else None,
-                   lip_estimate=suite.lipschitz_estimate(model, split, spec.seed, cfg.lip_noise),
-                   upper_bound=layerwise_upper_bound(model), best_epoch=res.best_epoch)
+                   best_epoch=res.best_epoch)
     eval_time = time.perf_counter() - t1
     result: dict[str, Any] = {
         "name": spec.name, "row": spec.row, "dataset": spec.dataset, "method": spec.method,
@@ -112,25 +116,61 @@ def run(spec: RunSpec, results_dir: str | Path, force: bool = False, command: st
                        "epoch_time_median_s": sorted(h["time_s"] for h in res.history)[len(res.history) // 2]},
     }
     save_torch_atomic(checkpoint_path(results_dir, spec.name), {k: v.cpu() for k, v in model.state_dict().items()})
-    add_evaluation(result, model, split, results_dir)
+    add_evaluation(result, model, split, results_dir, write=False)
+    final_model = build_run_model(spec.dataset, spec.method, sn_scale=cfg.sn_scale).to(dev)
+    final_model.load_state_dict(res.final_state)
+    result["final"] = final_evaluation(result, final_model.eval(), split, spec, cfg)
+    save_torch_atomic(final_checkpoint_path(results_dir, spec.name), {k: v.cpu() for k, v in res.final_state.items()})
+    write_json_atomic(result_path(results_dir, spec.name), result)
     state.unlink(missing_ok=True)
     return check_result(result)
 
 
-def add_evaluation(result: dict[str, Any], model: torch.nn.Module, split, results_dir: str | Path) -> dict[str, Any]:
+def network_metrics(model: torch.nn.Module, split, spec: RunSpec, cfg: TrainConfig) -> dict[str, Any]:
+    """Table 1's columns (:func:`clipbook.suite.table1_metrics`), the pair-search Lipschitz estimate and the
+    product bound (4) of one trained network."""
+    m: dict[str, Any] = suite.table1_metrics(model, split, spec.dataset, spec.budget, spec.seed)
+    m.update(lip_estimate=suite.lipschitz_estimate(model, split, spec.seed, cfg.lip_noise, spec.budget.lip_pairs,
+                                                   spec.budget.lip_steps),
+             upper_bound=layerwise_upper_bound(model))
+    return m
+
+
+def final_evaluation(result: dict[str, Any], final_model: torch.nn.Module, split, spec: RunSpec,
+                     cfg: TrainConfig) -> dict[str, Any]:
+    """The network after the last epoch, evaluated like the selected one (Table 1's columns, the strong-attack
+    worst case); its lambda / mu are those of the last epoch. When the last epoch is the selected one the
+    selected network's numbers are reused (``same_as_selected``)."""
+    last = result["history"][-1]
+    if result["metrics"]["best_epoch"] == cfg.epochs:
+        return {"epoch": cfg.epochs, "same_as_selected": True, "metrics": dict(result["metrics"]),
+                "robust": result["robust"], "wall_s": 0.0}
+    t0 = time.perf_counter()
+    m = network_metrics(final_model, split, spec, cfg)
+    m.update(lam=last["lam"], mu=last["mu"], sn_scale=last.get("sn_scale"), best_epoch=cfg.epochs)
+    robust = suite.robustness(final_model, split, min(spec.budget.strong, len(split.x_test)), spec.seed,
+                              steps=spec.budget.attack_steps, per_attack=spec.budget.per_attack)
+    return {"epoch": cfg.epochs, "same_as_selected": False, "metrics": m, "robust": robust,
+            "wall_s": time.perf_counter() - t0}
+
+
+def add_evaluation(result: dict[str, Any], model: torch.nn.Module, split, results_dir: str | Path,
+                   write: bool = True) -> dict[str, Any]:
     """The strong attacks with the worst case, robustness curves, bounds, certificates and figure tensors of
-    a result, stored in its JSON and beside it (atomically)."""
+    a result's selected network, stored in its JSON (``write``) and beside it (atomically)."""
     t0 = time.perf_counter()
     budget = EvalBudget(**result["budget"])
     seed = result["seed"]
-    result["robust"] = suite.robustness(model, split, min(budget.strong, len(split.x_test)), seed, steps=budget.attack_steps)
+    result["robust"] = suite.robustness(model, split, min(budget.strong, len(split.x_test)), seed,
+                                        steps=budget.attack_steps, per_attack=budget.per_attack)
     result["curves"] = suite.robustness_curves(model, split, budget, seed)
     bounds = suite.lipschitz_bounds(model, split, budget, seed)
     result["beyond"] = {"bounds": bounds, **suite.certificates(model, split, bounds["upper"])}
     if budget.artifacts:
         save_torch_atomic(artifacts_path(results_dir, result["name"]), suite.artifacts(model, split, seed))
     result["provenance"]["evaluation_wall_s"] = time.perf_counter() - t0
-    write_json_atomic(result_path(results_dir, result["name"]), result)
+    if write:
+        write_json_atomic(result_path(results_dir, result["name"]), result)
     return result
 
 

@@ -24,12 +24,17 @@ class Metrics(TypedDict):
     best_epoch: int                  # the epoch selected by validation PGD
 
 
-class Robustness(TypedDict):
+class Robustness(TypedDict, total=False):
     """Accuracy under each attack and under the worst case per image, at each radius in ``eps``."""
     n: int                            # test images attacked (the first n)
     eps: list[float]
     attacks: dict[str, list[float]]   # attack name -> accuracy at each eps
-    worst: list[float]                # correct only if every attack failed, at each eps
+    worst: list[float]                # correct only if every attack failed, at each eps (the cascade)
+    cascade: list[list[dict[str, Any]]]  # per eps: each stage's images attacked, accuracy after it, wall time
+    attacks_n: int                    # the per-attack accuracies are on the first attacks_n images
+    attacks_wall_s: dict[str, list[float]]  # wall time of each independent attack, at each eps
+    worst_independent: list[float]    # conjunction of the independent attacks on the first attacks_n images
+    worst_cascade_subset: list[float]  # the cascade's worst case on the same images (equal by construction)
 
 
 class RunResult(TypedDict, total=False):

@@ -47,11 +47,42 @@ def checkpoint_path(results_dir: str | os.PathLike, name: str) -> Path:
     return Path(results_dir) / "checkpoints" / f"{name}.pt"
 
 
+def final_checkpoint_path(results_dir: str | os.PathLike, name: str) -> Path:
+    """The weights after the last epoch (the selected ones are at :func:`checkpoint_path`)."""
+    return Path(results_dir) / "checkpoints" / f"{name}.final.pt"
+
+
 def state_path(results_dir: str | os.PathLike, name: str) -> Path:
     """The resumable training state of run ``name`` for ``results_dir`` (one cache folder per results folder,
     so a reader's run never resumes from, or overwrites, the book's)."""
     key = hashlib.sha1(str(Path(results_dir).resolve()).encode()).hexdigest()[:10]
     return cache_dir() / "runs" / key / f"{name}.state.pt"
+
+
+def claim(results_dir: str | os.PathLike, name: str) -> Path | None:
+    """Claim run ``name`` for this process, so that several ``reproduce --share`` workers split one queue:
+    a lock file ``<results>/.claims/<name>`` made atomically with this process id. Returns it, or None when a
+    live process holds it (a claim of a process that is gone is taken over). Remove it when the run ends."""
+    folder = Path(results_dir) / ".claims"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / name
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or 0)
+                os.kill(pid, 0)
+                return None  # held by a live process
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            except PermissionError:
+                return None
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    return None
 
 
 def load_results(results_dir: str | os.PathLike) -> list[RunResult]:

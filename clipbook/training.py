@@ -158,7 +158,8 @@ class KeepBest:
 @dataclass
 class TrainResult:
     """What :func:`train` returns: the model (selected weights if a :class:`KeepBest` was passed), one
-    record per epoch, the selected epoch and the method's final parameters."""
+    record per epoch, the selected epoch, the method's final parameters and the final weights
+    (``final_state``, after the last epoch, whichever epoch was selected)."""
     model: nn.Module
     history: list[dict[str, float]]
     best_epoch: int
@@ -166,6 +167,7 @@ class TrainResult:
     mu: float
     final_value: float
     resumed_from: int = 0
+    final_state: dict[str, torch.Tensor] | None = None
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -248,11 +250,12 @@ def train(model: nn.Module, task, cfg: TrainConfig, callbacks: Sequence[Callback
         if state_path:
             _save(state_path, cfg, model, opt, reg, callbacks, g, state)
     model.eval()
+    final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best = [c for c in callbacks if isinstance(c, KeepBest)]
     for c in best:
         c.on_train_end(model)
     return TrainResult(model, state["history"], best[-1].best_epoch if best else cfg.epochs, reg.record()["lam"],
-                       reg.record()["mu"], reg.value, resumed_from=start)
+                       reg.record()["mu"], reg.value, resumed_from=start, final_state=final_state)
 
 
 def _epoch_record(model, task, cfg, reg, callbacks, epoch, sums, train_time) -> dict[str, float]:

@@ -90,3 +90,28 @@ def test_pgd_rejects_bad_arguments(trained_mlp):
         pgd_l2(trained_mlp, x, y, variant="linf")
     with pytest.raises(ValueError, match="eps"):
         pgd_l2(trained_mlp, x, y, eps=-1)
+
+
+def test_attacking_a_subset_gives_each_image_the_result_it_gets_alone(trained_mlp, mnist_split):
+    """``active``: random starts are drawn for every image, so the attacked rows are those of a full run."""
+    from clipbook.suite import strong_attacks
+    x, y = mnist_split.x_test[:60], mnist_split.y_test[:60]
+    active = torch.arange(60) % 3 != 0
+    for attack in strong_attacks(1.0, seed=4, steps=8):
+        full, part = attack(trained_mlp, x, y), attack(trained_mlp, x, y, active=active)
+        assert torch.equal(part[~active], x[~active]), attack.name  # untouched
+        assert torch.equal(part[active], full[active]), attack.name
+
+
+def test_the_cascade_gives_the_same_per_image_verdicts_as_independent_attacks(trained_mlp, mnist_split):
+    from clipbook.evaluation import robust_mask
+    from clipbook.suite import attack_cascade, strong_attacks
+    x, y = mnist_split.x_test[:300], mnist_split.y_test[:300]
+    for eps in (0.5, 1.5):
+        attacks = strong_attacks(eps, seed=1, steps=10)
+        standing, stages = attack_cascade(trained_mlp, x, y, attacks)
+        independent = torch.stack([robust_mask(trained_mlp, x, y, a) for a in attacks]).all(0)
+        assert torch.equal(standing, independent)
+        attacked = [st["attacked"] for st in stages[1:]]
+        assert attacked == sorted(attacked, reverse=True) and attacked[-1] < attacked[0]  # fewer images each stage
+        assert stages[-1]["accuracy"] == 100 * standing.float().mean().item()
