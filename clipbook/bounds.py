@@ -1,6 +1,7 @@
 """The layer-wise product bound (4): an upper bound on Lip(f) from the layers' own Lipschitz constants.
 
-``Lip(f) <= prod_l Lip(layer_l)`` for a feed-forward network. Every factor here is an upper bound itself,
+``Lip(f) <= prod_l Lip(layer_l)`` for a network that is a chain of layers ``f = layer_L o ... o layer_1``
+(nested ``nn.Sequential``); any other network is refused, never bounded by a product that may be too small. Every factor here is an upper bound itself,
 so certificates built on the product are sound:
 
 - linear layers: the exact spectral norm (SVD in float64);
@@ -86,6 +87,29 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             and all(c == "parametrizations" for c, _ in m.named_children())]
 
 
+def _is_chain(m: nn.Module) -> bool:
+    """``m`` runs its children one after the other: an ``nn.Sequential`` whose ``forward`` is not overridden."""
+    return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
+
+
+def chain_layers(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """The layers of ``model`` in the order its forward applies them, for a plain chain: nested
+    ``nn.Sequential`` containers of leaf layers. Anything else (a module with its own ``forward``: a residual
+    block, a skip connection, a custom model) raises ``ValueError``: the product bound (4) holds for a
+    composition of layers only, and a product over registration order can be *below* the true constant."""
+    children = [(n, m) for n, m in model.named_children() if n != "parametrizations"]
+    if not children:
+        return [(prefix, model)]
+    if not _is_chain(model):
+        raise ValueError(f"the product bound needs a plain chain of layers (nested nn.Sequential), but "
+                         f"{prefix or 'the model'} ({type(model).__name__}) has its own forward (a residual or "
+                         f"custom block?): bound it another way, e.g. a lower bound from clipbook.lipschitz")
+    out = []
+    for n, m in children:
+        out += chain_layers(m, f"{prefix}.{n}" if prefix else n)
+    return out
+
+
 def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
     """One sample's input shape where the first layer determines it (``Linear``: ``(in_features,)``);
     otherwise ``model.input_shape`` as :func:`clipbook.models.build_model` sets it."""
@@ -103,11 +127,13 @@ def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
 
 
 def layer_lipschitz_constants(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> list[tuple[str, float]]:
-    """``(layer name, upper bound on its Lipschitz constant)`` for each layer of a feed-forward model."""
+    """``(layer name, upper bound on its Lipschitz constant)`` for each layer of a feed-forward model, a plain
+    chain of known layers (:func:`chain_layers`; anything else raises ``ValueError``)."""
+    layers = chain_layers(model)
     input_shape = tuple(input_shape) if input_shape is not None else infer_input_shape(model)
     shapes: dict[nn.Module, tuple[int, ...]] = {}
     hooks = [m.register_forward_hook(lambda mod, inp, out: shapes.__setitem__(mod, tuple(inp[0].shape[1:])))
-             for _, m in _layers(model)]
+             for _, m in layers]
     try:
         with torch.no_grad():
             p = next(model.parameters(), None)
@@ -116,7 +142,7 @@ def layer_lipschitz_constants(model: nn.Module, input_shape: tuple[int, ...] | N
         for h in hooks:
             h.remove()
     consts = []
-    for name, m in _layers(model):
+    for name, m in layers:
         if m not in shapes:
             continue
         if isinstance(m, nn.Linear):

@@ -76,3 +76,49 @@ def test_upper_bound_dominates_every_estimate(name):
 def test_unknown_layer_raises_clear_error():
     with pytest.raises(ValueError, match="Softplus"):
         layerwise_upper_bound(nn.Sequential(nn.Linear(2, 2), nn.Softplus(beta=5)))
+
+
+class _Residual(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.inner = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+
+    def forward(self, x):
+        return x + self.inner(x)
+
+
+def test_the_product_bound_refuses_a_network_that_is_not_a_chain():
+    """A residual block's forward is not the product of its layers: the registration-order product can be
+    below the true constant, so every bound a certificate uses must refuse it."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), _Residual(8), nn.Linear(8, 2))
+    with torch.no_grad():
+        net[1].inner[0].weight.mul_(0.1)
+        net[1].inner[2].weight.mul_(0.1)
+    x = torch.randn(64, 4)
+    lower = jacobian_norm_lower_bound(net, x).max().item()
+    # the naive product over registered layers is below the Jacobian lower bound here
+    naive = math.prod(torch.linalg.matrix_norm(m.weight.double(), ord=2).item() for m in net.modules()
+                      if isinstance(m, nn.Linear))
+    assert naive < lower
+    with pytest.raises(ValueError, match="plain chain.*_Residual"):
+        layerwise_upper_bound(net)
+    with pytest.raises(ValueError, match="plain chain"):
+        layer_lipschitz_constants(net)
+
+
+def test_a_custom_forward_is_refused_and_nested_chains_are_bounded():
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x))) * 2  # not the product of a and b alone
+
+    with pytest.raises(ValueError, match="own forward"):
+        layerwise_upper_bound(Custom(), input_shape=(3,))
+    torch.manual_seed(1)
+    flat = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    nested = nn.Sequential(nn.Sequential(flat[0], flat[1]), nn.Sequential(flat[2]))
+    assert layerwise_upper_bound(nested) == pytest.approx(layerwise_upper_bound(flat))
