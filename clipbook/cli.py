@@ -90,6 +90,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="also for results that have them")
     p = sub.add_parser("table", help="print Table 1 from stored results beside the paper's numbers")
     _results_arg(p)
+    p.add_argument("--reading", choices=("selected", "final"), default="selected",
+                   help="which network of each run: the checkpoint selected by validation PGD, or the one after "
+                        "the last epoch (default: %(default)s)")
     p = sub.add_parser("regression", help="the Sec. 4.1 experiment: Fig. 2 and the lambda path of the book's slider")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/regression)")
     _results_arg(p)
@@ -129,7 +132,11 @@ def _dispatch(args, command: str) -> int:
     if args.cmd == "table":
         from .reporting import format_table1, table1
         from .storage import load_results
-        rows = table1(load_results(results))
+        stored = load_results(results)
+        rows = table1(stored, args.reading)
+        if stored and not rows:
+            raise ValueError(f"no result in {results} keeps its final network (stored by an older clipbook): "
+                             f"re-run them with `python -m clipbook reproduce --results {results}`")
         if not rows:
             raise ValueError(f"no results in {results}; run `python -m clipbook train ...` or pass --results results")
         print(format_table1(rows))

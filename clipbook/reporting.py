@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from . import protocol
 from .experiments import PAPER_TABLE1, EvalBudget
-from .schema import RunResult, reg_parameter
+from .schema import RunResult, reading, reg_parameter
 
 #: Table 1's columns in our results (the last is the regularisation parameter, see schema.reg_parameter).
 COLUMNS = ("train", "test", "noise", "noise_normalised", "pgd", "worst", "param")
@@ -33,19 +33,23 @@ def group_key(r: RunResult) -> tuple[str, str]:
     return r["row"], json.dumps([cfg, budget], sort_keys=True)
 
 
-def table1(results: Sequence[RunResult]) -> list[dict[str, Any]]:
-    """Rows of Table 1: per row and configuration the mean and std over seeds of each column, the seeds,
-    epochs, and the paper's values. Order: the paper's, then other rows. Unlike runs are never averaged:
-    a row key that occurs with two configurations gives two rows (the second marked ``variant``)."""
+def table1(results: Sequence[RunResult], which: str = "selected") -> list[dict[str, Any]]:
+    """Rows of Table 1 for one reading of the runs (``which``: the ``"selected"`` checkpoints or the
+    ``"final"`` networks, see :func:`clipbook.schema.reading`): per row and configuration the mean and std
+    over seeds of each column (lambda / mu at the epoch of the network measured), the seeds, the epoch of
+    each seed's network, and the paper's values. Order: the paper's, then other rows. Unlike runs are never
+    averaged: a row key that occurs with two configurations gives two rows (the second marked ``variant``)."""
     groups: dict[tuple[str, str], list[RunResult]] = {}
-    for r in results:
+    for r in filter(None, (reading(r, which) for r in results)):
         groups.setdefault(group_key(r), []).append(r)
     order = {k: i for i, k in enumerate(PAPER_TABLE1)}
     rows, seen = [], set()
     for (key, cfg), rs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][0],
                                                                   -len(kv[1]), kv[0][1])):
-        row: dict[str, Any] = {"row": key, "variant": key in seen, "seeds": sorted(r["seed"] for r in rs),
-                               "epochs": rs[0]["config"]["epochs"], "n_pgd_test": rs[0]["budget"]["pgd"] or 10000}
+        rs = sorted(rs, key=lambda r: r["seed"])
+        row: dict[str, Any] = {"row": key, "variant": key in seen, "seeds": [r["seed"] for r in rs],
+                               "epochs": rs[0]["config"]["epochs"], "n_pgd_test": rs[0]["budget"]["pgd"] or 10000,
+                               "network_epochs": [r["metrics"]["best_epoch"] for r in rs], "reading": which}
         seen.add(key)
         for c in COLUMNS:
             vals = [v for v in (_value(r, c) for r in rs) if v is not None]
@@ -66,7 +70,7 @@ def _cell(r: dict[str, Any], c: str, fmt: str = ".1f", paper: bool = True) -> st
     return s
 
 
-HEADERS = ("row", "seeds", "epochs", "train", "test", "noise σ=1 pixel", "noise σ=1 normalised",
+HEADERS = ("row", "seeds", "epoch of the network / of", "train", "test", "noise σ=1 pixel", "noise σ=1 normalised",
            "PGD eq. (13) ε=2", "worst case ε=2", "λ / μ / scale")
 
 
@@ -74,7 +78,8 @@ def table1_records(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Table 1 as records of formatted cells (ours, mean ± std over seeds; the paper's value in brackets)."""
     recs = []
     for r in rows:
-        cells = [r["row"] + (" (variant)" if r["variant"] else ""), str(len(r["seeds"])), str(r["epochs"])]
+        cells = [r["row"] + (" (variant)" if r["variant"] else ""), str(len(r["seeds"])),
+                 f"{', '.join(map(str, r['network_epochs']))} / {r['epochs']}"]
         cells += [_cell(r, c) for c in ("train", "test", "noise", "noise_normalised", "pgd")]
         cells += [_cell(r, "worst", paper=False), _cell(r, "param", ".3g")]
         recs.append(dict(zip(HEADERS, cells)))

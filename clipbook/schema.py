@@ -68,9 +68,29 @@ def check_result(d: dict[str, Any], source: str = "result") -> RunResult:
     return d  # type: ignore[return-value]
 
 
+READINGS = ("selected", "final")
+
+
 def reg_parameter(r: RunResult) -> float:
-    """The method's regularisation parameter: lambda (CLIP, Jacobian), mu (weight regularisation), the
-    per-layer scale (spectral normalisation), 0 otherwise."""
-    m = r["metrics"]
-    return {"clip": m["lam"], "jacobian": m["lam"], "weight_reg": m["mu"],
-            "spectral_norm": m["sn_scale"] or 0.0}.get(r["method"], 0.0)
+    """The method's regularisation parameter of the network ``r["metrics"]`` describes, i.e. at the epoch
+    ``metrics.best_epoch`` (the selected one; the last for :func:`reading` ``"final"``): lambda (CLIP,
+    Jacobian), mu (weight regularisation), the per-layer scale (spectral normalisation), 0 otherwise. Read
+    from the per-epoch history, so the parameter and the accuracies always belong to the same network."""
+    key = {"clip": "lam", "jacobian": "lam", "weight_reg": "mu", "spectral_norm": "sn_scale"}.get(r["method"])
+    if key is None:
+        return 0.0
+    return r["history"][r["metrics"]["best_epoch"] - 1].get(key) or 0.0
+
+
+def reading(r: RunResult, which: str = "selected") -> RunResult | None:
+    """One network of a run: ``"selected"`` (the checkpoint chosen by validation PGD: ``r`` itself) or
+    ``"final"`` (after the last epoch: its metrics and worst case in place of the selected ones; None for a
+    result stored before final networks were kept)."""
+    if which not in READINGS:
+        raise ValueError(f"unknown reading {which!r}; choose one of {READINGS}")
+    if which == "selected":
+        return r
+    final = r.get("final")
+    if final is None:
+        return None
+    return {**r, "metrics": final["metrics"], "robust": final["robust"]}  # type: ignore[return-value]

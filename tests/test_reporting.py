@@ -13,7 +13,7 @@ def result(row, seed=0, test=90.0, pgd=30.0, worst=20.0, lam=0.0, mu=0.0, epochs
     return check_result({"name": f"{row}-s{seed}", "row": row, "dataset": row.split("-")[0], "method": method,
                          "target": None, "seed": seed, "config": {"epochs": epochs, "seed": seed}, "budget": {"pgd": None},
                          "metrics": m, "robust": {"n": 10, "eps": [2.0, 0.5], "attacks": {}, "worst": [worst, 50.0]},
-                         "history": [], "provenance": {}})
+                         "history": [{"epoch": 1, "lam": lam, "mu": mu}], "provenance": {}})
 
 
 def rows_of(*results):
@@ -74,3 +74,21 @@ def test_table_renders_as_markdown_and_text_and_lists_differences():
 def test_a_result_of_another_version_is_rejected_with_the_fix():
     with pytest.raises(ValueError, match="re-run"):
         check_result({"name": "x", "metrics": {"train": 1.0}}, "old.json")
+
+
+def test_both_readings_show_each_networks_own_epoch_and_parameter():
+    """The selected checkpoint is shown with lambda of its epoch, the final network with the last lambda."""
+    r = result("mnist-clip90", test=90, pgd=60, lam=0.96)
+    r["metrics"]["best_epoch"] = 2
+    r["config"]["epochs"] = 3
+    r["history"] = [{"epoch": e, "lam": lam, "mu": 0.0} for e, lam in ((1, 0.0), (2, 0.785), (3, 0.96))]
+    r["final"] = {"epoch": 3, "metrics": {**r["metrics"], "test": 91.0, "pgd": 40.0, "best_epoch": 3},
+                  "robust": {"n": 10, "eps": [2.0, 0.5], "attacks": {}, "worst": [5.0, 50.0]}}
+    old = result("mnist-standard")  # stored before final networks were kept: in the selected reading only
+    sel, fin = table1([r, old]), table1([r, old], "final")
+    assert [x["row"] for x in sel] == ["mnist-standard", "mnist-clip90"] and [x["row"] for x in fin] == ["mnist-clip90"]
+    assert sel[1]["param"] == 0.785 and sel[1]["network_epochs"] == [2] and sel[1]["pgd"] == 60
+    assert fin[0]["param"] == 0.96 and fin[0]["network_epochs"] == [3] and fin[0]["pgd"] == 40 and fin[0]["worst"] == 5
+    assert "2 / 3" in format_table1(sel) and "3 / 3" in format_table1(fin)
+    with pytest.raises(ValueError, match="reading"):
+        table1([r], "best")
