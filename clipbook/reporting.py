@@ -162,3 +162,29 @@ def qualitative_claims(rows: list[dict[str, Any]], dataset: str, clean_gap: floa
                    "detail": "lambda at 95/90/85: " + " / ".join("–" if r is None else _cell(r, "param", ".3g", False)
                                                                  for r in lams)})
     return claims
+
+
+def distance_to_paper(rows: list[dict[str, Any]], columns: Sequence[str] = ("train", "test", "noise_normalised", "pgd"),
+                      ) -> dict[str, float | None]:
+    """Per column, the mean absolute difference [points] between our rows and the paper's (rows with a paper
+    value only; ``None`` when no row has one): how well one reading of Table 1 matches the paper."""
+    out: dict[str, float | None] = {}
+    for c in columns:
+        diffs = [abs(r[c] - r["paper"][c]) for r in rows if r["paper"] and not r["variant"] and r[c] is not None]
+        out[c] = statistics.fmean(diffs) if diffs else None
+    return out
+
+
+def compare_readings(results: Sequence[RunResult], dataset: str,
+                     columns: Sequence[str] = ("train", "test", "noise_normalised", "pgd")) -> list[dict[str, Any]]:
+    """Which reading of Table 1 (selected checkpoints or final networks) is closer to the paper, column by
+    column, on the runs of ``dataset`` that keep both networks: ``{"column", "selected", "final", "closer"}``
+    with the mean absolute differences [points] of :func:`distance_to_paper`."""
+    both = [r for r in results if r["dataset"] == dataset and "final" in r]
+    sel, fin = distance_to_paper(table1(both), columns), distance_to_paper(table1(both, "final"), columns)
+    recs = []
+    for c in columns:
+        closer = None if sel[c] is None or fin[c] is None else ("selected" if sel[c] < fin[c] else
+                                                                 "final" if fin[c] < sel[c] else "tie")
+        recs.append({"column": c, "selected": sel[c], "final": fin[c], "closer": closer})
+    return recs

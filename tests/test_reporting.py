@@ -92,3 +92,14 @@ def test_both_readings_show_each_networks_own_epoch_and_parameter():
     assert "2 / 3" in format_table1(sel) and "3 / 3" in format_table1(fin)
     with pytest.raises(ValueError, match="reading"):
         table1([r], "best")
+
+
+def test_the_reading_closer_to_the_paper_is_measured_per_column():
+    from clipbook.reporting import compare_readings
+    r = result("mnist-clip90", test=80.0, pgd=60.0)  # paper: test 91.6, PGD 36.2
+    r["final"] = {"epoch": 1, "metrics": {**r["metrics"], "test": 91.0, "pgd": 70.0},
+                  "robust": r["robust"]}
+    recs = {c["column"]: c for c in compare_readings([r], "mnist", ("test", "pgd"))}
+    assert recs["test"]["selected"] == pytest.approx(11.6) and recs["test"]["final"] == pytest.approx(0.6)
+    assert recs["test"]["closer"] == "final" and recs["pgd"]["closer"] == "selected"
+    assert compare_readings([r], "fashion", ("test",))[0]["closer"] is None  # no runs: undecided
