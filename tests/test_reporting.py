@@ -21,7 +21,9 @@ def rows_of(*results):
 
 
 def verdicts(rows, dataset="mnist"):
-    return {c["claim"].split(" more")[0] + (" worst" if "worst" in c["claim"] else ""): c["verdict"]
+    return {c["claim"].split(" more")[0] + (" worst" if "worst" in c["claim"] else "")
+            + (" noise" if "noise" in c["claim"] and "pixel" not in c["claim"] else "")
+            + (" pixel noise" if "pixel" in c["claim"] else ""): c["verdict"]
             for c in qualitative_claims(rows, dataset)}
 
 
@@ -103,3 +105,17 @@ def test_the_reading_closer_to_the_paper_is_measured_per_column():
     assert recs["test"]["selected"] == pytest.approx(11.6) and recs["test"]["final"] == pytest.approx(0.6)
     assert recs["test"]["closer"] == "final" and recs["pgd"]["closer"] == "selected"
     assert compare_readings([r], "fashion", ("test",))[0]["closer"] is None  # no runs: undecided
+
+
+def test_the_noise_claims_are_decided_for_both_datasets():
+    base = [result("fashion-weight_reg90", test=89, pgd=6, noise=40.0, noise_normalised=80.0),
+            result("fashion-clip90", test=89, pgd=13, noise=30.0, noise_normalised=85.0, lam=0.7)]
+    v = verdicts(rows_of(*base), "fashion")
+    assert v["CLIP90"] == "holds" and v["CLIP90 pixel noise"] == "fails" and v["CLIP90 noise"] == "holds"
+    prone = [c for c in qualitative_claims(rows_of(*base), "fashion") if c["claim"].startswith("CLIP less robust")]
+    assert [c["verdict"] for c in prone] == ["undecided", "undecided"]  # the 95 and 85 rows are missing
+    full = base + [result(f"fashion-{m}{t}", test=90, noise=40.0 if m == "weight_reg" else 30.0, noise_normalised=70.0)
+                   for t in ("95", "85") for m in ("weight_reg", "clip")]
+    prone = {c["claim"]: c["verdict"] for c in qualitative_claims(rows_of(*full), "fashion") if "less robust" in c["claim"]}
+    assert list(prone.values()) == ["fails", "holds"]  # normalised: 80 < 85 at 90 %; pixel: 40 > 30 everywhere
+    assert not [c for c in qualitative_claims(rows_of(*full), "mnist") if "less robust" in c["claim"]]
