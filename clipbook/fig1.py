@@ -4,7 +4,7 @@
 2. Candidate pairs (the stated rule): test images classified correctly with confidence >= ``min_conf``;
    ``n_pairs`` of them drawn at random (seeded) as anchors, each paired with its nearest (Euclidean, pixel
    space) eligible test image of another class.
-3. Run Algorithm 1 (:func:`clipbook.lipschitz.adversarial_update`, adaptive step size) on all pairs at once
+3. Run Algorithm 1 (:func:`clipbook.lipschitz.algorithm1_step`, adaptive step size) on all pairs at once
    for ``steps`` steps, recording per step each image's probabilities of the two original classes, its top
    class and confidence, the pair's difference quotient and distance.
 4. The shown pair (the stated rule): among the pairs that end in the paper's state (each image classified as
@@ -30,7 +30,7 @@ import torch
 from .data import load_images, split_lipschitz
 from .evaluation import accuracy, predict
 from .io import provenance, save_torch_atomic, write_json_atomic
-from .lipschitz import adversarial_update, difference_quotients
+from .lipschitz import PairState, algorithm1_step, difference_quotients
 from .models import build_model
 from tqdm import tqdm  # the text bar: it honours TQDM_DISABLE (tqdm.notebook ignores it)
 from .training import ClassificationTask, TrainConfig, train
@@ -88,12 +88,12 @@ def run_algorithm1(model, xa: torch.Tensor, xb: torch.Tensor, ya: torch.Tensor, 
         if s in snapshots:
             snap[s] = (a.clone(), b.clone())
 
-    a, b, t = xa.clone(), xb.clone(), torch.full((n,), float(tau))
-    log(0, a, b)
+    pairs = PairState.start(xa, xb, tau)
+    log(0, pairs.x, pairs.x_prime)
     for s in tqdm(range(1, steps + 1), leave=False, desc="Algorithm 1", unit="step"):
-        st = adversarial_update(model, a, b, t, factor)
-        a, b, t = st.x, st.x_prime, st.tau
-        log(s, a, b)
+        algorithm1_step(model, pairs, factor)
+        log(s, pairs.x, pairs.x_prime)
+    a, b = pairs.x, pairs.x_prime
     out = {k: torch.stack(v) for k, v in rec.items()}
     out["snap"] = snap
     out["final"] = (a, b)

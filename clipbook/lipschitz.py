@@ -1,5 +1,9 @@
 """Lipschitz constants from below: difference quotients, Algorithm 1, the estimate (5), lower bounds.
 
+Algorithm 1 has one implementation, :class:`PairState` (its :meth:`~PairState.propose` and
+:meth:`~PairState.judge`, with the acceptance rule :func:`accepted`); :func:`algorithm1_step` /
+:func:`adversarial_update` are its exact use, CLIP's fused step (:mod:`clipbook.clip`) the other.
+
 The product bound (4), an upper bound, is in :mod:`clipbook.bounds`.
 
 All norms are Euclidean (the paper's choice in Sec. 4). A batch of pairs is two tensors ``x, x_prime`` of
@@ -7,6 +11,7 @@ the same shape ``[n, *input_shape]``; outputs are flattened per sample.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import torch
@@ -77,14 +82,141 @@ def ascent_step(x: torch.Tensor, x_prime: torch.Tensor, grad_x: torch.Tensor, gr
     return x + scale * grad_x, x_prime + scale * grad_xp
 
 
+def accepted(q_new: torch.Tensor, q_old: torch.Tensor) -> torch.Tensor:
+    """Algorithm 1's acceptance rule, per pair: a proposed move is kept iff it raised the quotient
+    (``q_new > q_old``, strictly, and ``q_new`` finite). ``[n]`` bool."""
+    return (q_new > q_old) & torch.isfinite(q_new)
+
+
+@dataclass
+class PairState:
+    """Pairs of X_Lip with their Algorithm 1 state, all ``[n, ...]`` tensors: the ONE implementation of
+    Algorithm 1 (per-pair adaptive step sizes), used by the exact update (:func:`algorithm1_step`,
+    :func:`adversarial_update`) and by CLIP's fused step (:meth:`advance` with the training step's gradients).
+
+    ``x, x_prime``: where the pairs are evaluated next; ``anchor_x, anchor_xp``: their last accepted positions,
+    ``q``: the quotients there; ``tau``: step sizes (input units per unit of ``L * grad L``); ``proposed``:
+    whether ``x, x_prime`` is an untested move (then it differs from the anchor).
+
+    The rule (:meth:`propose`, :meth:`judge`): from its accepted position a pair proposes the ascent step
+    ``x + tau L grad_x L``; the proposal is accepted when its quotient is larger (:func:`accepted`): then
+    ``tau *= factor``; otherwise the pair goes back and ``tau /= factor``. A proposal that would bring a pair
+    closer than :data:`MIN_PAIR_DISTANCE` (or is not finite) counts as rejected at once.
+    """
+    x: torch.Tensor
+    x_prime: torch.Tensor
+    tau: torch.Tensor
+    q: torch.Tensor
+    anchor_x: torch.Tensor
+    anchor_xp: torch.Tensor
+    proposed: torch.Tensor
+
+    @classmethod
+    def start(cls, x: torch.Tensor, x_prime: torch.Tensor, tau: float | torch.Tensor = 1.0) -> "PairState":
+        """Pairs at their starting positions, step size ``tau`` (a float or ``[n]``, > 0), nothing proposed
+        (own copies of the positions: :meth:`assign` writes the fields one by one, so none may share storage)."""
+        if x.shape != x_prime.shape:
+            raise ValueError(f"x and x_prime must have the same shape, got {tuple(x.shape)} and {tuple(x_prime.shape)}")
+        n = len(x)
+        x, x_prime = x.detach(), x_prime.detach()
+        return cls(x.clone(), x_prime.clone(), _as_step_sizes(tau, n).to(x.device),
+                   torch.zeros(n, device=x.device), x.clone(), x_prime.clone(),
+                   torch.zeros(n, dtype=torch.bool, device=x.device))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def select(self, idx: torch.Tensor) -> "PairState":
+        """The pairs ``idx`` (a copy)."""
+        return PairState(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+    def assign(self, idx: torch.Tensor, part: "PairState") -> None:
+        """Write the pairs ``idx`` back from ``part`` (as returned by :meth:`select`, then advanced)."""
+        for f in fields(self):
+            getattr(self, f.name)[idx] = getattr(part, f.name)
+
+    def to(self, device: torch.device | str) -> "PairState":
+        """The same state on ``device`` (a copy unless it is there already)."""
+        return PairState(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+    def judge(self, q: torch.Tensor, factor: float) -> torch.Tensor:
+        """Test the pending proposals with their quotients ``q`` ``[n]`` (at ``x, x_prime``): accepted ones
+        become the anchors (``tau *= factor``), rejected ones go back (``tau /= factor``). Pairs without a
+        proposal are untouched. Returns the rejected pairs ``[n]`` bool."""
+        accept = self.proposed & accepted(q, self.q)
+        reject = self.proposed & ~accept
+        self.tau = torch.where(accept, self.tau * factor, torch.where(reject, self.tau / factor, self.tau))
+        ma = _expand(accept, self.x)
+        self.anchor_x = torch.where(ma, self.x, self.anchor_x)
+        self.anchor_xp = torch.where(ma, self.x_prime, self.anchor_xp)
+        self.q = torch.where(accept, q, self.q)
+        mr = _expand(reject, self.x)
+        self.x = torch.where(mr, self.anchor_x, self.x)
+        self.x_prime = torch.where(mr, self.anchor_xp, self.x_prime)
+        self.proposed = torch.zeros_like(self.proposed)
+        return reject
+
+    def propose(self, q: torch.Tensor, gx: torch.Tensor, gxp: torch.Tensor, factor: float,
+                which: torch.Tensor | None = None) -> None:
+        """Pairs ``which`` (all: ``None``), at their accepted positions with quotients ``q`` and input gradients
+        ``gx, gxp``, record ``q`` and propose Algorithm 1's ascent step; moves closer than
+        :data:`MIN_PAIR_DISTANCE` or not finite are rejected at once (the pair stays, ``tau /= factor``)."""
+        which = ~self.proposed if which is None else which & ~self.proposed
+        self.q = torch.where(which, q, self.q)
+        nx, nxp = ascent_step(self.x, self.x_prime, gx, gxp, q, self.tau)
+        d = _flat_norm(nx - nxp)
+        valid = (d >= MIN_PAIR_DISTANCE) & torch.isfinite(d)
+        move, refused = which & valid, which & ~valid
+        self.tau = torch.where(refused, self.tau / factor, self.tau)
+        mm = _expand(move, self.x)
+        self.x = torch.where(mm, nx, self.x)
+        self.x_prime = torch.where(mm, nxp, self.x_prime)
+        self.proposed = move
+
+    def advance(self, q: torch.Tensor, gx: torch.Tensor, gxp: torch.Tensor, factor: float) -> None:
+        """Algorithm 1 from the quotients ``q`` and input gradients ``gx, gxp`` at the current positions (CLIP's
+        fused step: they come from the training step's own backward pass): :meth:`judge` the pending
+        proposals, then every pair that did not just go back :meth:`propose` s its next step. A rejected
+        pair is re-evaluated at its anchor next time (its gradient there is not known yet)."""
+        reject = self.judge(q, factor)
+        self.propose(q, gx, gxp, factor, which=~reject)
+
+
+def quotients_and_gradients(model: nn.Module, x: torch.Tensor, x_prime: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The quotients ``[n]`` and each pair's input gradients ``grad_x L_i, grad_x' L_i`` (shapes of ``x``),
+    from one forward and one backward pass; the model's parameter gradients are untouched."""
+    xa = x.detach().requires_grad_(True)
+    xb = x_prime.detach().requires_grad_(True)
+    q = difference_quotients(model, xa, xb)
+    gx, gxp = torch.autograd.grad(q.sum(), [xa, xb])
+    return q.detach(), gx, gxp
+
+
+def algorithm1_step(model: nn.Module, pairs: PairState, factor: float = 1.3) -> PairState:
+    """One exact step of Algorithm 1 on ``pairs`` (in place, returned for chaining; none may hold a pending
+    proposal): quotients and gradients at the accepted positions, the proposals (:meth:`PairState.propose`),
+    their quotients, the acceptance rule (:meth:`PairState.judge`). Costs one forward and backward pass plus
+    one forward pass on the ``2n`` points; the model's parameter gradients are untouched."""
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    q, gx, gxp = quotients_and_gradients(model, pairs.x, pairs.x_prime)
+    pairs.propose(q, gx, gxp, factor)
+    with torch.no_grad():
+        q_new = difference_quotients(model, pairs.x, pairs.x_prime)
+    pairs.judge(q_new, factor)
+    return pairs
+
+
 def adversarial_update(model: nn.Module, x: torch.Tensor, x_prime: torch.Tensor,
                        tau: float | torch.Tensor = 1.0, factor: float = 1.3) -> AdversarialStep:
     """One step of Algorithm 1 (AdversarialUpdate_tau) with a per-pair adaptive step size.
 
     Each pair moves by gradient ascent on its own quotient L: ``x <- x + tau L grad_x L`` and
-    ``x' <- x' + tau L grad_x' L``. Adaptation (per pair): the step is accepted and ``tau`` multiplied by
-    ``factor`` when it raised that pair's quotient; otherwise the pair stays where it was and ``tau`` is
-    divided by ``factor``. Steps that would bring a pair closer than :data:`MIN_PAIR_DISTANCE` are rejected.
+    ``x' <- x' + tau L grad_x' L``. Adaptation (per pair, :class:`PairState`): the step is accepted and
+    ``tau`` multiplied by ``factor`` when it raised that pair's quotient; otherwise the pair stays where it was
+    and ``tau`` is divided by ``factor``. Steps that would bring a pair closer than :data:`MIN_PAIR_DISTANCE`
+    are rejected.
 
     Args: ``x, x_prime`` ``[n, ...]``; ``tau`` a float or ``[n]`` tensor (> 0). Costs one forward and
     backward pass plus one forward pass on the ``2n`` points. The model's parameter gradients are untouched.
@@ -92,38 +224,23 @@ def adversarial_update(model: nn.Module, x: torch.Tensor, x_prime: torch.Tensor,
     """
     if factor < 1:
         raise ValueError(f"factor must be >= 1, got {factor}")
-    n = len(x)
-    tau = _as_step_sizes(tau, n).to(x.device)
-    xa = x.detach().requires_grad_(True)
-    xb = x_prime.detach().requires_grad_(True)
-    q = difference_quotients(model, xa, xb)
-    gx, gxp = torch.autograd.grad(q.sum(), [xa, xb])
-    with torch.no_grad():
-        q = q.detach()
-        cx, cxp = ascent_step(xa.detach(), xb.detach(), gx, gxp, q, tau)
-        q_new = difference_quotients(model, cx, cxp)
-        ok = (q_new > q) & (_flat_norm(cx - cxp) >= MIN_PAIR_DISTANCE) & torch.isfinite(q_new)
-        m = _expand(ok, x)
-        x_out = torch.where(m, cx, xa.detach())
-        xp_out = torch.where(m, cxp, xb.detach())
-        tau_out = torch.where(ok, tau * factor, tau / factor)
-        q_out = torch.where(ok, q_new, q)
-    return AdversarialStep(x_out, xp_out, tau_out, q_out)
+    s = algorithm1_step(model, PairState.start(x, x_prime, tau), factor)
+    return AdversarialStep(s.x, s.x_prime, s.tau, s.q)
 
 
 def search_lipschitz_pairs(model: nn.Module, x: torch.Tensor, x_prime: torch.Tensor, steps: int = 50,
-                           tau: float = 1.0) -> AdversarialStep:
-    """Run :func:`adversarial_update` ``steps`` times; the max of the returned quotients is a lower bound
-    on Lip(f) found by adversarial pair search."""
+                           tau: float = 1.0, factor: float = 1.3) -> AdversarialStep:
+    """``steps`` exact steps of Algorithm 1 (:func:`algorithm1_step`) from the pairs ``x, x_prime``
+    ``[n, ...]``; the max of the returned quotients is a lower bound on Lip(f) found by adversarial pair search."""
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    state = AdversarialStep(x, x_prime, _as_step_sizes(tau, len(x)), None)
+    pairs = PairState.start(x, x_prime, tau)
     for _ in range(steps):
-        state = adversarial_update(model, state.x, state.x_prime, state.tau)
-    if state.quotients is None:
+        algorithm1_step(model, pairs, factor)
+    if steps == 0:
         with torch.no_grad():
-            state = state._replace(quotients=difference_quotients(model, x, x_prime))
-    return state
+            pairs.q = difference_quotients(model, x, x_prime)
+    return AdversarialStep(pairs.x, pairs.x_prime, pairs.tau, pairs.q)
 
 
 def random_pairs_lower_bound(model: nn.Module, x: torch.Tensor, n_pairs: int = 10000, radius: float = 0.5,

@@ -1,10 +1,36 @@
 """The paper's networks. Classification models return logits (no output sigmoid)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 from torch import nn
 
 MODELS = ("mnist_mlp", "fashion_cnn", "regression_mlp", "toy_mlp")
+
+
+#: Layers that compute something else in training mode than in evaluation mode (batch statistics, dropout).
+MODE_DEPENDENT = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
+
+
+def has_mode_dependent_layers(model: nn.Module) -> bool:
+    """True when ``model`` holds a layer of :data:`MODE_DEPENDENT` (BatchNorm, InstanceNorm, Dropout):
+    then ``model.train()`` and ``model.eval()`` are two different functions."""
+    return any(isinstance(m, MODE_DEPENDENT) for m in model.modules())
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``with eval_mode(model):`` runs ``model`` in evaluation mode and afterwards restores every submodule's
+    own training flag (also those a caller had set differently from the parent's)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 class Network(nn.Sequential):

@@ -12,8 +12,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .clip import PairState, clip_objective, discrepancy_step, discrepancy_update, recover_pair_gradients
-from .lipschitz import adversarial_update
+from .clip import CLIP, discrepancy_step, discrepancy_update
+from .lipschitz import PairState
 from .models import is_spectrally_normalised, set_spectral_scale
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -104,7 +104,9 @@ class WeightDecay(Regulariser):
 
 
 class LipschitzPenalty(Regulariser):
-    """CLIP: ``lam * Lip(f, X_Lip) ** lip_power`` over the pairs of X_Lip, which climb by Algorithm 1.
+    """CLIP in the trainer: a :class:`clipbook.clip.CLIP` built from the config (``lam * Lip(f, X_Lip) **
+    lip_power`` over pairs that climb by Algorithm 1), its pairs drawn from the task with the trainer's
+    generator, lambda moved against the trainer's accuracy estimate.
 
     Pair refresh policies (``cfg.pair_refresh``):
 
@@ -116,74 +118,54 @@ class LipschitzPenalty(Regulariser):
     value_name = "lam"
 
     def __init__(self, cfg):
+        self.clip = CLIP(None, target_acc=cfg.target_acc, lam=cfg.lam, dlam=cfg.dlam, pairs_per_step=cfg.lip_pairs,
+                         tau=cfg.tau, tau_factor=cfg.tau_factor, fused=cfg.fused, lip_power=cfg.lip_power,
+                         noise=cfg.lip_noise)
         super().__init__(cfg)
         self.value = float(cfg.lam)
-        self.pool: PairState | None = None
-        self.cursor = 0
-        self._window: tuple[torch.Tensor, PairState] | None = None
-        self._terms = None
 
-    def _fresh(self, task, g) -> PairState:
-        x, xp = task.pairs(self.cfg.lip_pairs, self.cfg.lip_noise, g)
-        return PairState.start(x, xp, self.cfg.tau)
+    @property
+    def value(self) -> float:
+        return self.clip.lam
+
+    @value.setter
+    def value(self, v: float) -> None:
+        self.clip.lam = v
+
+    @property
+    def pool(self) -> PairState:
+        return self.clip.pairs
 
     def setup(self, model, task, g):
         if self.cfg.pair_refresh == "rotate":
-            x, xp = task.pair_pool(self.cfg.lip_noise, g)
-            self.pool = PairState.start(x, xp, self.cfg.tau)
+            self.clip.reset_pairs(*task.pair_pool(self.cfg.lip_noise, g))
 
     def start_epoch(self, task, g):
         if self.cfg.pair_refresh == "epoch":
-            self.pool = self._fresh(task, g)
-
-    def _take_window(self) -> tuple[torch.Tensor | None, PairState]:
-        if self.cfg.pair_refresh == "epoch":
-            return None, self.pool
-        n, k = len(self.pool), min(self.cfg.lip_pairs, len(self.pool))
-        idx = (torch.arange(self.cursor, self.cursor + k) % n).to(self.pool.x.device)
-        self.cursor = (self.cursor + k) % n
-        return idx, self.pool.select(idx)
+            self.clip.reset_pairs(*task.pairs(self.cfg.lip_pairs, self.cfg.lip_noise, g))
 
     def penalised(self, model, task, xb, yb, g):
-        idx, pairs = self._take_window()
-        if not self.cfg.fused:
-            step = adversarial_update(model, pairs.x, pairs.x_prime, pairs.tau, self.cfg.tau_factor)
-            pairs = PairState.start(step.x, step.x_prime, 1.0)
-            pairs.tau, pairs.q = step.tau, step.quotients
-        self._window = (idx, pairs)
-        self._terms = clip_objective(model, task.loss, xb, yb, pairs, self.value, self.cfg.fused, self.cfg.lip_power)
-        return self._terms.total, self._terms.outputs
+        return self.clip.loss(model, xb, yb, task.loss, return_outputs=True)
 
     def after_backward(self):
-        idx, pairs = self._window
-        terms = self._terms
-        if self.cfg.fused:
-            gx, gxp = recover_pair_gradients(terms, self.value, self.cfg.lip_power)
-            pairs.advance(terms.q.detach(), gx, gxp, self.cfg.tau_factor)
-        else:
-            pairs.q = terms.q.detach()
-        if idx is None:
-            self.pool = pairs
-        else:
-            self.pool.assign(idx, pairs)
-        self._window = self._terms = None
+        self.clip.advance_pairs()
 
     def adapt(self, train_acc, model):
-        self.value = discrepancy_update(self.value, train_acc, self.cfg.target_acc, self.cfg.dlam)
+        self.clip.adapt(train_acc)
 
     def steepest_pair(self) -> float:
         """The largest quotient over X_Lip at the pairs' last accepted positions."""
-        return self.pool.q.max().item()
+        return self.clip.steepest_quotient()
 
     def record(self):
         return {"lam": self.value, "mu": self.mu, "lip_train_pairs": self.steepest_pair()}
 
     def state_dict(self):
-        return {**super().state_dict(), "pool": self.pool, "cursor": self.cursor}
+        return {**super().state_dict(), "pool": self.clip.pool, "cursor": self.clip.cursor}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        self.pool, self.cursor = state["pool"], state["cursor"]
+        self.clip.pool, self.clip.cursor = state["pool"], state["cursor"]
 
 
 class JacobianPenalty(Regulariser):

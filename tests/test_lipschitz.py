@@ -78,3 +78,78 @@ def test_jacobian_norm_on_linear_map_equals_spectral_norm():
     net = linear_net()
     j = jacobian_norm_lower_bound(net, torch.randn(3, 6), iters=50)
     assert torch.allclose(j, torch.full((3,), spectral_norm(net)), rtol=1e-4)
+
+
+# Algorithm 1, its one implementation (PairState) and its two uses -------------------------------------------
+
+from clipbook.lipschitz import PairState, accepted, algorithm1_step, ascent_step, quotients_and_gradients  # noqa: E402
+
+
+def test_acceptance_rule_accepts_only_a_rise():
+    q_old = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    q_new = torch.tensor([1.5, 1.0, 0.5, float("nan")])
+    assert accepted(q_new, q_old).tolist() == [True, False, False, False]  # a tie or a NaN is no rise
+
+
+def test_judge_multiplies_tau_on_a_rise_and_divides_it_and_goes_back_otherwise():
+    """PairState.judge on two proposed pairs: the one whose quotient rose is accepted (it becomes the anchor,
+    tau * factor), the other is rejected (back to the anchor, tau / factor)."""
+    x, xp = torch.zeros(2, 3), torch.ones(2, 3)
+    s = PairState.start(x, xp, tau=0.5)
+    s.q = torch.tensor([1.0, 1.0])
+    s.x, s.x_prime = x + 0.1, xp + 0.2  # two proposed moves
+    s.proposed = torch.tensor([True, True])
+    reject = s.judge(torch.tensor([2.0, 0.5]), factor=2.0)
+    assert reject.tolist() == [False, True]
+    assert s.tau.tolist() == [1.0, 0.25]
+    assert s.q.tolist() == [2.0, 1.0]
+    assert torch.equal(s.anchor_x[0], x[0] + 0.1) and torch.equal(s.x[0], x[0] + 0.1)  # accepted: kept
+    assert torch.equal(s.x[1], x[1]) and torch.equal(s.x_prime[1], xp[1])  # rejected: back at its anchor
+    assert not s.proposed.any()
+
+
+def test_propose_refuses_moves_that_bring_a_pair_too_close():
+    x = torch.zeros(2, 2)
+    xp = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    s = PairState.start(x, xp, tau=1.0)
+    gx = torch.tensor([[0.0, 0.0], [1.0, 0.0]])  # pair 1 would land on its partner
+    s.propose(torch.ones(2), gx, torch.zeros(2, 2), factor=2.0)
+    assert s.proposed.tolist() == [True, False]
+    assert s.tau.tolist() == [1.0, 0.5] and torch.equal(s.x[1], x[1])
+
+
+def test_exact_step_is_propose_evaluate_judge_by_hand():
+    """algorithm1_step (the exact use) = quotients and gradients, the ascent step, the quotients there, the
+    acceptance rule: rebuilt here from the pieces, bit for bit."""
+    net = linear_net(6, 3)
+    torch.manual_seed(1)
+    x, xp = torch.randn(10, 6), torch.randn(10, 6)
+    tau = torch.rand(10) + 0.1
+    q, gx, gxp = quotients_and_gradients(net, x, xp)
+    cx, cxp = ascent_step(x, xp, gx, gxp, q, tau)
+    with torch.no_grad():
+        q_new = difference_quotients(net, cx, cxp)
+    ok = accepted(q_new, q)
+    step = adversarial_update(net, x, xp, tau, factor=1.3)
+    assert torch.equal(step.tau, torch.where(ok, tau * 1.3, tau / 1.3))
+    assert torch.equal(step.x, torch.where(ok[:, None], cx, x)) and torch.equal(step.quotients, torch.where(ok, q_new, q))
+    s = algorithm1_step(net, PairState.start(x, xp, tau))
+    assert torch.equal(s.x, step.x) and torch.equal(s.tau, step.tau) and not s.proposed.any()
+
+
+def test_fused_use_tests_each_proposal_one_evaluation_later():
+    """PairState.advance (the fused use, as in CLIP's step) with the gradients at each evaluation: the first
+    evaluation proposes, the second judges; on a fixed network its anchors, step sizes and quotients are then
+    those of one exact step, bit for bit."""
+    net = build_model("toy_mlp", seed=0)
+    torch.manual_seed(2)
+    x, xp = torch.randn(16, 2), torch.randn(16, 2)
+    exact = algorithm1_step(net, PairState.start(x, xp, 0.5), 1.3)
+    fused = PairState.start(x, xp, 0.5)
+    for _ in range(2):
+        fused.advance(*quotients_and_gradients(net, fused.x, fused.x_prime), 1.3)
+    assert torch.equal(fused.anchor_x, exact.x) and torch.equal(fused.anchor_xp, exact.x_prime)
+    assert torch.equal(fused.tau, exact.tau) and torch.equal(fused.q, exact.q)
+    rejected = exact.tau < 0.5
+    assert rejected.any() and (~rejected).any()  # both branches of the rule were taken
+    assert not fused.proposed[rejected].any() and fused.proposed[~rejected].all()  # accepted ones moved on
