@@ -1,16 +1,83 @@
 """clipbook: CLIP (Cheap Lipschitz Training of Neural Networks, Bungert et al. 2021) in PyTorch.
 
-Each idea of the paper lives in one module (the README's package table names the function for each equation):
+The public API (``import clipbook as cb``; names are imported on first use, so ``import clipbook`` stays cheap):
 
-- :mod:`clipbook.lipschitz`   difference quotients, Algorithm 1, the estimate (5), lower bounds
-- :mod:`clipbook.bounds`      the product bound (4); :mod:`clipbook.lipsdp` the LipSDP bound
-- :mod:`clipbook.clip`        Algorithm 2's step: the objective, the fused pair update, the lambda rule
-- :mod:`clipbook.regularisers` every training method behind one interface; :mod:`clipbook.training` the loop
-- :mod:`clipbook.attacks`     noise, eq. (13) PGD, L2 PGD; :mod:`clipbook.apgd` APGD-CE / APGD-T
-- :mod:`clipbook.protocol`    the paper's evaluation protocol; :mod:`clipbook.suite` the evaluation of a run
-- :mod:`clipbook.experiments`, :mod:`clipbook.runner`, :mod:`clipbook.storage`, :mod:`clipbook.schema`,
-  :mod:`clipbook.reporting`   Table 1: specs, runs, files, the result layout, the table and the claims
-- :mod:`clipbook.regression`, :mod:`clipbook.theory`, :mod:`clipbook.fig1`   Sec. 4.1, Sec. 3, Fig. 1
+- CLIP on any network: :class:`CLIP` (Algorithm 2: X_Lip, Algorithm 1 on it, lambda and the discrepancy rule),
+  :func:`discrepancy_update`, :func:`clip_objective`
+- Lipschitz constants from below: :func:`difference_quotients`, :func:`lipschitz_estimate` (eq. 5),
+  Algorithm 1 (:class:`PairState`, :func:`algorithm1_step`, :func:`adversarial_update`,
+  :func:`search_lipschitz_pairs`), :func:`random_pairs_lower_bound`, :func:`jacobian_norm_lower_bound`
+- from above: :func:`layerwise_upper_bound` (the product bound 4), :func:`layer_lipschitz_constants`,
+  :func:`lipsdp_bound` (needs ``clipbook[certify]``)
+- certificates: :func:`certified_radii`, :func:`certified_accuracy`
+- attacks: :func:`gaussian_noise`, :class:`PaperPGD` (eq. 13), :class:`L2PGD`, :class:`APGD`,
+  :func:`empirical_radii` (needs ``clipbook[attacks]``)
+- models: :func:`mnist_mlp`, :func:`fashion_cnn`, :func:`build_model`, :func:`apply_spectral_norm`,
+  :func:`eval_mode`
+- data: :func:`load_images`, :func:`split_lipschitz`, :func:`noisy_pairs`
+- the package's trainer: :func:`train`, :class:`TrainConfig`
+
+Modules of the reproduction (``experiments``, ``runner``, ``suite``, ``storage``, ``schema``, ``reporting``,
+``cli``) and of the book (``plots``, ``widgets``, ``robustness_figures``, ``fig1``, ``fig2_search``,
+``regression``, ``theory``, ``beyond``) are imported as submodules; the core above imports none of them.
 """
+from __future__ import annotations
+
+import importlib
+from importlib.util import find_spec
 
 __version__ = "0.2.0"
+
+#: public name -> the module that defines it
+_API = {
+    **dict.fromkeys(("CLIP", "discrepancy_update", "clip_objective"), "clip"),
+    **dict.fromkeys(("difference_quotients", "lipschitz_estimate", "PairState", "algorithm1_step",
+                     "adversarial_update", "search_lipschitz_pairs", "random_pairs_lower_bound",
+                     "jacobian_norm_lower_bound"), "lipschitz"),
+    **dict.fromkeys(("layerwise_upper_bound", "layer_lipschitz_constants"), "bounds"),
+    "lipsdp_bound": "lipsdp",
+    **dict.fromkeys(("certified_radii", "certified_accuracy"), "certify"),
+    **dict.fromkeys(("gaussian_noise", "PaperPGD", "L2PGD"), "attacks"),
+    "APGD": "apgd",
+    "empirical_radii": "radii",
+    **dict.fromkeys(("mnist_mlp", "fashion_cnn", "build_model", "apply_spectral_norm", "eval_mode"), "models"),
+    **dict.fromkeys(("load_images", "split_lipschitz", "noisy_pairs"), "data"),
+    **dict.fromkeys(("train", "TrainConfig"), "training"),
+}
+
+#: optional dependencies: extra -> the packages it installs (pyproject.toml's optional-dependencies)
+EXTRAS = {"book": ("matplotlib", "ipywidgets", "pandas"), "certify": ("cvxpy", "cvxopt"), "attacks": ("foolbox",)}
+#: what needs an extra (public names and submodules): name -> (extra, the packages it imports)
+_NEEDS = {"lipsdp_bound": ("certify", ("cvxpy",)), "empirical_radii": ("attacks", ("foolbox",)),
+          "plots": ("book", ("matplotlib",)), "widgets": ("book", ("matplotlib", "ipywidgets")),
+          "robustness_figures": ("book", ("matplotlib", "pandas")), "table1_figures": ("book", ("matplotlib",))}
+
+__all__ = sorted(_API)
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
+
+
+def require_extra(extra: str, what: str, packages: tuple[str, ...] | None = None) -> None:
+    """Raise :class:`MissingExtraError` (one line, naming the extra) when one of ``packages`` (default: all
+    of ``extra``'s) is not installed."""
+    missing = [m for m in (packages or EXTRAS[extra]) if find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(f"clipbook.{what} needs {', '.join(missing)}: pip install 'clipbook[{extra}]'")
+
+
+def __getattr__(name: str):
+    if name in _NEEDS:
+        require_extra(_NEEDS[name][0], name, _NEEDS[name][1])
+    if name in _API:
+        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if find_spec(f"{__name__}.{name}") is not None:  # a submodule: clipbook.lipschitz etc.
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'clipbook' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

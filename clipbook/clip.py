@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .lipschitz import PairState, algorithm1_step, pair_quotients  # noqa: F401  (PairState: old pickles)
-from .models import eval_mode, has_mode_dependent_layers
+from .models import eval_mode
 
 #: Weight of the probe term ``PROBE * sum_i L_i`` in the fused CLIP step: it makes one backward pass yield
 #: every pair's input gradient (divided out afterwards) while adding only ``PROBE * sum grad L_i`` to the
@@ -131,10 +131,15 @@ class CLIP:
         acc_momentum: :meth:`update` smooths the minibatch accuracies by an exponential moving average with
             this momentum (0: use each value as given); lambda moves against that estimate.
         warmup_steps: the first ``warmup_steps`` calls of :meth:`update` leave lambda alone.
-        pairs_in_eval_mode: evaluate the pairs in a second forward pass in evaluation mode (the quotients of
-            the deployed network; BatchNorm statistics are not touched by the pairs, dropout is off);
-            ``None`` (default): exactly when the model holds BatchNorm, InstanceNorm or Dropout layers.
-            ``False``: batch and pairs in one forward pass in the model's current mode.
+        pairs_in_eval_mode: ``False`` (default): batch and pairs go through ONE forward pass in the model's
+            current mode. With BatchNorm the pairs then share the batch's statistics (and enter the running
+            statistics), so the penalty acts on the network that is trained and whose accuracy steers lambda.
+            ``True``: the pairs go through a second pass in evaluation mode (every module's flag restored
+            after), the quotients of the deployed network. Not with BatchNorm: training-mode BatchNorm is
+            invariant to the scale of the weights before it, evaluation-mode BatchNorm is not, so the penalty
+            can shrink those weights to flatten the evaluation network while the training accuracy (and so
+            lambda) stays high (measured in chapter 3: the evaluation network collapsed to chance). Useful
+            for Dropout, which in one training-mode pass draws different masks for ``x`` and ``x'``.
         noise: the noisy copies' standard deviation (input units), when ``pairs`` are inputs only.
         seed: seeds the order and the noise of X_Lip when ``pairs`` are inputs only.
 
@@ -146,7 +151,7 @@ class CLIP:
                  target_acc: float | None = None, lam: float = 0.0, dlam: float = 0.005,
                  pairs_per_step: int = 128, tau: float = 1.0, tau_factor: float = 1.3, fused: bool = True,
                  lip_power: int = 1, acc_momentum: float = 0.9, warmup_steps: int = 0,
-                 pairs_in_eval_mode: bool | None = None, noise: float = 0.1, seed: int = 0):
+                 pairs_in_eval_mode: bool = False, noise: float = 0.1, seed: int = 0):
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ValueError(f"CLIP: {msg}")
@@ -213,13 +218,13 @@ class CLIP:
 
         ``x``: a minibatch ``[b, *input_shape]`` on the model's device; ``data_loss(outputs, y)``: any
         differentiable loss returning a scalar. The model runs in whatever mode it is in (``model.train()``
-        for training); the pairs see it as :class:`CLIP`'s ``pairs_in_eval_mode`` says. Call :meth:`update`
+        for training), the pairs too unless ``pairs_in_eval_mode``. Call :meth:`update`
         (or :meth:`advance_pairs`) after ``backward()``.
         """
         if self._pending is not None:
             raise RuntimeError("CLIP.loss called twice without update(): call backward() and update() after each loss")
         idx, window = self._window(x.device)
-        eval_pairs = has_mode_dependent_layers(model) if self.pairs_in_eval_mode is None else self.pairs_in_eval_mode
+        eval_pairs = self.pairs_in_eval_mode
         if not self.fused:
             if eval_pairs:
                 with eval_mode(model):

@@ -10,16 +10,6 @@ from torch import nn
 MODELS = ("mnist_mlp", "fashion_cnn", "regression_mlp", "toy_mlp")
 
 
-#: Layers that compute something else in training mode than in evaluation mode (batch statistics, dropout).
-MODE_DEPENDENT = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
-
-
-def has_mode_dependent_layers(model: nn.Module) -> bool:
-    """True when ``model`` holds a layer of :data:`MODE_DEPENDENT` (BatchNorm, InstanceNorm, Dropout):
-    then ``model.train()`` and ``model.eval()`` are two different functions."""
-    return any(isinstance(m, MODE_DEPENDENT) for m in model.modules())
-
-
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """``with eval_mode(model):`` runs ``model`` in evaluation mode and afterwards restores every submodule's

@@ -1,0 +1,204 @@
+"""The public API: CLIP on your own network with ``import clipbook`` only; the core's import graph; extras."""
+import ast
+import pathlib
+
+import pytest
+import torch
+from torch import nn
+
+import clipbook
+
+PACKAGE = pathlib.Path(clipbook.__file__).parent
+
+#: A practitioner's script: a custom network with BatchNorm and a residual block, its own training loop,
+#: nothing from clipbook but the top-level API.
+SCRIPT = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import clipbook as cb
+
+
+class Residual(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+                                  nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return F.relu(x + self.body(x))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.block = Residual(8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)).mean((2, 3)))
+
+
+torch.manual_seed(0)
+def data(n):  # two classes: a bright upper or a bright lower half, plus noise
+    y = torch.randint(0, 2, (n,))
+    x = 0.5 * torch.randn(n, 1, 8, 8)
+    x[y == 0, :, :4] += 1.0
+    x[y == 1, :, 4:] += 1.0
+    return x, y
+x_train, y_train = data(2048)
+x_lip, _ = data(256)
+
+model = Net()
+opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+clip = cb.CLIP(x_lip, target_acc=0.9, lam=0.0, dlam=0.01, pairs_per_step=32, noise=0.1)
+lams = []
+for step in range(300):
+    idx = torch.randint(0, len(x_train), (32,))
+    xb, yb = x_train[idx], y_train[idx]
+    model.train()
+    loss = clip.loss(model, xb, yb, F.cross_entropy)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    lams.append(clip.update(clip.accuracy(yb)))
+model.eval()
+with torch.no_grad():
+    acc = (model(x_train).argmax(1) == y_train).float().mean().item()
+lower = cb.search_lipschitz_pairs(model, clip.pairs.anchor_x, clip.pairs.anchor_xp, steps=5).quotients.max().item()
+'''
+
+
+def test_a_script_with_only_the_public_api_trains_clip_on_a_batchnorm_residual_network():
+    tree = ast.parse(SCRIPT)
+    used = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | \
+           {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {m for m in used if m.startswith("clipbook")} == {"clipbook"}  # no submodule
+    ns: dict = {}
+    exec(compile(tree, "practitioner.py", "exec"), ns)
+    lams = ns["lams"]
+    assert max(lams) > 0.1 and lams[-1] != lams[0]  # lambda moved up and then by the rule
+    assert any(b < a for a, b in zip(lams, lams[1:]))  # ... also down: the accuracy fell below the target
+    assert ns["acc"] > 0.8
+    assert ns["clip"].steps == 300 and 0.0 < ns["lower"] < float("inf")
+    assert ns["clip"].pairs.tau.ne(1.0).any()  # Algorithm 1 adapted the step sizes
+
+
+def _bn_net(dropout: float = 0.5):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Dropout(dropout), nn.Linear(4 * 36, 3))
+
+
+def test_pairs_in_eval_mode_see_the_deployed_network_and_leave_batchnorm_statistics_alone():
+    """With ``pairs_in_eval_mode`` the pairs run in a second pass in evaluation mode: the running statistics
+    are those of the minibatch alone, the quotients those of the deployed network, and every module's own
+    mode is restored."""
+    model, twin = _bn_net(), _bn_net()
+    twin.load_state_dict(model.state_dict())
+    xb, yb = torch.randn(16, 1, 6, 6), torch.randint(0, 3, (16,))
+    x, xp = torch.randn(8, 1, 6, 6), torch.randn(8, 1, 6, 6)
+    clip = clipbook.CLIP((x, xp), lam=0.5, pairs_in_eval_mode=True)
+    model.train()
+    model[4].eval()  # a caller's own choice for one module survives
+    loss = clip.loss(model, xb, yb)
+    twin.train()
+    twin[4].eval()
+    twin(xb)
+    assert torch.equal(model[1].running_mean, twin[1].running_mean)
+    assert torch.equal(model[1].running_var, twin[1].running_var)
+    assert model.training and model[1].training and not model[4].training
+    twin.eval()
+    with torch.no_grad():
+        q_eval = clipbook.difference_quotients(twin, x, xp)
+    assert torch.allclose(clip._pending[2].q.detach(), q_eval, rtol=1e-5)
+    loss.backward()
+    clip.update()
+    assert clip.pairs.proposed.all()  # every pair proposed its first ascent step
+
+
+def test_fused_and_exact_clip_objects_give_the_same_parameter_gradient():
+    xb, yb = torch.randn(16, 1, 6, 6), torch.randint(0, 3, (16,))
+    x, xp = torch.randn(8, 1, 6, 6), torch.randn(8, 1, 6, 6)
+    grads = []
+    for fused in (True, False):
+        model = _bn_net(dropout=0.0)
+        clip = clipbook.CLIP((x, xp), lam=0.5, fused=fused, tau=1e-9)  # tau tiny: the exact step barely moves
+        clip.loss(model, xb, yb).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        clip.update()
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-6)
+
+
+def test_clip_refuses_bad_arguments_and_a_second_loss_without_update():
+    with pytest.raises(ValueError, match="target_acc"):
+        clipbook.CLIP(torch.rand(4, 2), target_acc=1.5)
+    with pytest.raises(ValueError, match="pairs_per_step"):
+        clipbook.CLIP(torch.rand(4, 2), pairs_per_step=0)
+    with pytest.raises(RuntimeError, match="no pairs"):
+        clipbook.CLIP(None).loss(nn.Linear(2, 2), torch.rand(3, 2), torch.zeros(3, dtype=torch.long))
+    clip, net = clipbook.CLIP(torch.rand(4, 2)), nn.Linear(2, 2)
+    clip.loss(net, torch.rand(3, 2), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(RuntimeError, match="update"):
+        clip.loss(net, torch.rand(3, 2), torch.zeros(3, dtype=torch.long))
+
+
+def test_window_cycles_through_x_lip_and_warmup_holds_lambda():
+    net = nn.Linear(2, 2)
+    clip = clipbook.CLIP(torch.rand(10, 2), pairs_per_step=4, target_acc=0.5, dlam=0.1, warmup_steps=2,
+                         acc_momentum=0.0)
+    for _ in range(5):
+        clip.loss(net, torch.rand(3, 2), torch.zeros(3, dtype=torch.long)).backward()
+        clip.update(1.0)
+    assert clip.cursor == 20 % 10 and clip.lam == pytest.approx(0.3)  # 5 updates, the first 2 hold lambda
+    assert bool((clip.pairs.q > 0).all())  # every pair was evaluated
+
+
+# The import graph ------------------------------------------------------------------------------------------
+
+#: The core a practitioner imports: Lipschitz estimates and bounds, CLIP and the trainer, attacks,
+#: certificates, models, data. It may import only itself.
+CORE = {"__init__", "lipschitz", "bounds", "lipsdp", "clip", "regularisers", "training", "tasks", "models",
+        "attacks", "apgd", "certify", "radii", "evaluation", "protocol", "io", "device", "data"}
+#: The reproduction and the book's figures: the core must import none of these.
+NOT_CORE = {"runner", "cli", "experiments", "suite", "reporting", "storage", "schema", "plots", "widgets",
+            "robustness_figures", "fig1", "fig2_search", "beyond", "theory", "regression"}
+#: Known exceptions, to be removed: data.data_root's lazy ``from .storage import user_cache`` (the default
+#: data folder lives in storage).
+KNOWN = {("data", "storage")}
+
+
+def clipbook_imports(path: pathlib.Path) -> set[str]:
+    """The clipbook modules a file imports anywhere (top level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            parts = (node.module or "").split(".")
+            if node.level == 1 or parts[0] == "clipbook":
+                sub = parts[0] if node.level == 1 else (parts[1] if len(parts) > 1 else "")
+                found |= {sub} if sub else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("clipbook.")}
+    return {m for m in found if (PACKAGE / f"{m}.py").exists()}
+
+
+def test_the_core_imports_nothing_from_the_reproduction_or_the_book():
+    assert CORE <= {p.stem for p in PACKAGE.glob("*.py")} and not CORE & NOT_CORE
+    bad = {(m, dep) for m in CORE for dep in clipbook_imports(PACKAGE / f"{m}.py") if dep not in CORE} - KNOWN
+    assert not bad, f"core modules import outside the core: {sorted(bad)}"
+
+
+def test_a_missing_optional_dependency_names_its_extra(monkeypatch):
+    monkeypatch.delitem(clipbook.__dict__, "lipsdp_bound", raising=False)
+    real = clipbook.find_spec
+    monkeypatch.setattr(clipbook, "find_spec", lambda name: None if name == "cvxpy" else real(name))
+    with pytest.raises(clipbook.MissingExtraError, match=r"needs cvxpy: pip install 'clipbook\[certify\]'"):
+        clipbook.lipsdp_bound
+
+
+def test_every_public_name_resolves():
+    for name in clipbook.__all__:
+        assert getattr(clipbook, name) is not None
