@@ -43,6 +43,99 @@ def fig2(data: dict[str, Any]) -> plt.Figure:
     return fig
 
 
+def _lam_label(lam: float) -> str:
+    return "0" if lam == 0 else f"{lam:g}"
+
+
+def fig2_seed_panels(table: dict[str, Any], seed: int) -> plt.Figure:
+    """Fig. 2 for one seed of a ``fig2_seeds.json`` table: one panel per lambda in the order trained (0, then the
+    warm-started 10, 1, 1e-10), each titled with its excess variation, local extrema in the gaps and Lipschitz
+    constant; the gaps are shaded."""
+    rec = next(r for r in table["seeds"] if r["seed"] == seed)
+    st = rec["stages"]
+    fig, axes = plt.subplots(1, len(st), figsize=(3.4 * len(st), 3.3), sharey=True)
+    for ax, s in zip(axes, st):
+        for a, b in ((-3.0, -0.3), (0.3, 3.0)):
+            ax.axvspan(a, b, color="0.93", lw=0)
+        regression_panel(ax, table, s, f"λ = {_lam_label(s['lam'])}\nexcess var. {s['oscillation']:.3f}, "
+                                       f"{s['extrema']} extrema, Lip {s['lip']:.2f}")
+        ax.set_xlabel("x")
+    axes[0].set_ylabel("f(x)")
+    axes[0].legend(fontsize=7, loc="upper center")
+    fig.tight_layout()
+    return fig
+
+
+def fig2_all_seeds(table: dict[str, Any], summary: dict[str, Any]) -> plt.Figure:
+    """Every seed's fit per lambda (one panel per lambda): the typical seed bold green, the others thin, the seeds
+    whose fit is stuck at a constant dashed grey (shown, not hidden)."""
+    lams = table["lambdas"]
+    typical = summary["typical_seed"]
+    stuck = {p["seed"]: p["stuck"] for p in summary["per_seed"]}
+    fig, axes = plt.subplots(1, len(lams), figsize=(3.4 * len(lams), 3.3), sharey=True)
+    for i, (ax, lam) in enumerate(zip(axes, lams)):
+        for a, b in ((-3.0, -0.3), (0.3, 3.0)):
+            ax.axvspan(a, b, color="0.93", lw=0)
+        ax.plot(table["grid"], table["truth"], color="tab:red", lw=1.5, label="ground truth")
+        for r in table["seeds"]:
+            if r["seed"] == typical:
+                continue
+            if stuck[r["seed"]][i]:
+                ax.plot(table["grid"], r["stages"][i]["curve"], color="0.4", lw=1, ls="--")
+            else:
+                ax.plot(table["grid"], r["stages"][i]["curve"], color="tab:green", lw=0.8, alpha=0.45)
+        rec = next(r for r in table["seeds"] if r["seed"] == typical)
+        ax.plot(table["grid"], rec["stages"][i]["curve"], color="tab:green", lw=2.2, label=f"seed {typical} (typical)")
+        n_stuck = sum(v[i] for v in stuck.values())
+        ax.set_title(f"λ = {_lam_label(lam)}: {len(table['seeds'])} seeds, {n_stuck} stuck", fontsize=10)
+        ax.set_ylim(-0.2, 0.8)
+        ax.set_xlabel("x")
+    axes[0].plot([], [], color="tab:green", lw=0.8, alpha=0.45, label="other seeds")
+    axes[0].plot([], [], color="0.4", lw=1, ls="--", label="stuck (constant)")
+    axes[0].set_ylabel("f(x)")
+    axes[0].legend(fontsize=7, loc="upper center")
+    fig.tight_layout()
+    return fig
+
+
+def fig2_seed_stats(table: dict[str, Any], summary: dict[str, Any], thresholds: dict[str, float] | None = None) -> plt.Figure:
+    """The distributions over the seeds, per lambda: excess variation and local extrema in the gaps, rms distance
+    to the truth, Lipschitz constant. One dot per seed (crosses: stuck at a constant); dotted lines: the thresholds
+    "strong oscillation" and "no instability", and the truth's Lipschitz constant 0.5."""
+    th = thresholds or summary["thresholds"]
+    lams = table["lambdas"]
+    stuck = {p["seed"]: p["stuck"] for p in summary["per_seed"]}
+    keys = (("oscillation", "excess variation in the gaps"), ("extrema", "local extrema in the gaps"),
+            ("dist_rms", "rms distance to the truth"), ("lip", "Lipschitz constant (grid)"))
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.2))
+    rng = np.random.default_rng(0)
+    for ax, (key, label) in zip(axes, keys):
+        for i, lam in enumerate(lams):
+            for r in table["seeds"]:
+                v = r["stages"][i][key]
+                jit = i + rng.uniform(-0.18, 0.18)
+                if stuck[r["seed"]][i]:
+                    ax.plot(jit, v, "x", color="0.35", ms=6)
+                else:
+                    ax.plot(jit, v, "o", color="tab:green", ms=4, alpha=0.7)
+            med = float(np.median([r["stages"][i][key] for r in table["seeds"]]))
+            ax.plot([i - 0.3, i + 0.3], [med, med], color="k", lw=1.5)
+        ax.set_xticks(range(len(lams)))
+        ax.set_xticklabels([f"λ={_lam_label(l)}" for l in lams], fontsize=8)
+        ax.set_title(label, fontsize=10)
+        if key == "oscillation":
+            ax.axhline(th["oscillating"], color="tab:red", ls=":", lw=1)
+            ax.axhline(th["stable"], color="tab:blue", ls=":", lw=1)
+        if key == "lip":
+            ax.axhline(0.5, color="tab:red", ls=":", lw=1)
+    axes[0].plot([], [], "o", color="tab:green", label="seed")
+    axes[0].plot([], [], "x", color="0.35", label="stuck (constant)")
+    axes[0].plot([], [], color="k", label="median")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def lambda_path_plot(data: dict[str, Any]) -> plt.Figure:
     """Proposition 2 seen on the lambda path: training loss and Lipschitz constant against lambda."""
     st = [s for s in data["stages"] if s["lam"] > 0]
@@ -197,13 +290,13 @@ def regression_path_png(data: dict[str, Any], stage: dict[str, Any]) -> bytes:
     lambda over the whole path with a marker at ``stage`` (right), as PNG bytes."""
     import io
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1.1, 1]})
-    regression_panel(a, data, stage, f"λ = {stage['lam']:g}: Lip {stage['lip_grid']:.3f}, MSE {stage['train_mse']:.4f}")
+    regression_panel(a, data, stage, f"λ = {_lam_label(stage['lam'])}: Lip {stage['lip_grid']:.3f}, MSE {stage['train_mse']:.4f}")
     a.set_xlabel("x"); a.set_ylabel("f(x)")
     a.legend(fontsize=7, loc="upper center")
     lambda_path_panel(b, data, stage)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72)
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
 

@@ -35,9 +35,16 @@ GAPS = ((-3.0, -0.3), (0.3, 3.0))
 #: where the fit is compared with the truth "at the domain's boundary".
 BOUNDARY = 3.5
 
-#: the settings before the search (Adam, linear output, mean data term, lambda * Lip, 1000 epochs).
+#: how the weights of the regression net are drawn (``init`` of a setting): ``"default"`` is PyTorch's
+#: ``nn.Linear`` initialisation (uniform, scale 1 / sqrt(fan_in)); ``"normal"`` draws every weight matrix from
+#: N(0, ``init_std``^2) (``init_std`` 1 is ``torch.randn``, as in the authors' later 1-D scripts). Biases keep
+#: PyTorch's default in both cases.
+INITS = ("default", "normal")
+
+#: the settings before the search (Adam, linear output, mean data term, lambda * Lip, 1000 epochs, PyTorch's init).
 DEFAULT_SETTING: dict[str, Any] = dict(optimizer="adam", lr=1e-3, momentum=0.9, output_sigmoid=False, data_scale=1.0,
-                                       lip_power=1, batch_size=10, lip_pairs=64, lip_noise=0.1, epochs=1000)
+                                       lip_power=1, batch_size=10, lip_pairs=64, lip_noise=0.1, epochs=1000,
+                                       stage_epochs=None, init="default", init_std=1.0)
 #: the setting of the book's Fig. 2 and lambda slider, chosen by the search (row ``sgd-sig-sum-lr1e-3`` of
 #: results/regression/fig2_search.json): the paper's SGD with momentum and sigmoid output, the data term summed
 #: over the 100 samples (so the paper's lambda acts as lambda / 100 against the mean) with lr 0.1 / 100. It
@@ -56,6 +63,14 @@ def _full(setting: dict[str, Any] | None) -> dict[str, Any]:
     unknown = sorted(set(s) - set(DEFAULT_SETTING))
     if unknown:
         raise ValueError(f"unknown regression setting(s) {unknown}; known: {sorted(DEFAULT_SETTING)}")
+    if s["init"] not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {s['init']!r}")
+    se = s["stage_epochs"]
+    if se is not None and (isinstance(se, bool) or not isinstance(se, int) or se < 1):
+        raise ValueError(f"stage_epochs must be None (= epochs) or an integer >= 1, got {se!r}")
+    std = s["init_std"]
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std <= 0:
+        raise ValueError(f"init_std must be a finite number > 0, got {std!r}")
     return s
 
 
@@ -69,8 +84,16 @@ def regression_config(lam: float, epochs: int = 1000, seed: int = 0, **overrides
     return TrainConfig.from_dict(d)
 
 
+def stage_epochs(setting: dict[str, Any] | None) -> int:
+    """Epochs of each warm-started lambda > 0 stage of ``setting`` (``stage_epochs``, or ``epochs`` if None);
+    the lambda = 0 pretraining and networks trained from scratch get ``epochs``."""
+    s = _full(setting)
+    return s["epochs"] if s["stage_epochs"] is None else s["stage_epochs"]
+
+
 def setting_config(setting: dict[str, Any] | None, lam: float, epochs: int | None = None, seed: int = 0) -> TrainConfig:
-    """The :class:`TrainConfig` of one stage of ``setting`` (the TrainConfig part of it)."""
+    """The :class:`TrainConfig` of one stage of ``setting`` (the TrainConfig part of it; ``epochs`` None: the
+    setting's ``epochs``)."""
     s = _full(setting)
     keys = ("optimizer", "lr", "momentum", "batch_size", "lip_pairs", "lip_noise", "lip_power")
     return regression_config(lam, s["epochs"] if epochs is None else epochs, seed, **{k: s[k] for k in keys})
@@ -89,10 +112,19 @@ class ScaledRegressionTask(RegressionTask):
 
 
 def build_regression_model(setting: dict[str, Any] | None = None, seed: int = 0) -> torch.nn.Sequential:
-    """The 1-500-200-100-1 sigmoid net of Sec. 4.1 with the output layer of ``setting``, seeded."""
+    """The 1-500-200-100-1 sigmoid net of Sec. 4.1 with the output layer and initialisation (``init``,
+    ``init_std``, see :data:`INITS`) of ``setting``, seeded: the same ``seed`` gives the same biases under
+    both inits, and with ``init="normal"`` weights ``init_std`` times the same standard normal draws."""
+    s = _full(setting)
     torch.manual_seed(seed)
-    model = regression_mlp(output_sigmoid=_full(setting)["output_sigmoid"])
+    model = regression_mlp(output_sigmoid=s["output_sigmoid"])
     model.input_shape = (1,)
+    if s["init"] == "normal":
+        g = torch.Generator().manual_seed(seed + 7919)  # its own stream: the biases stay those of "default"
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.Linear):
+                    m.weight.copy_(s["init_std"] * torch.randn(m.weight.shape, generator=g))
     return model
 
 
@@ -146,6 +178,54 @@ def gap_oscillation(xs, f, gaps: Sequence[tuple[float, float]] = GAPS) -> dict[s
     return {"tv": tv, "oscillation": max(osc, 0.0), "max_slope": slope}
 
 
+#: a turning point of :func:`gap_extrema` must be followed by a swing of at least this (2 % of the truth's range)
+EXTREMUM_SWING = 0.01
+
+
+def count_turns(y, swing: float = EXTREMUM_SWING) -> int:
+    """Number of interior local extrema of the sequence ``y`` that are followed by a reversal of at least
+    ``swing`` (a zigzag filter: wiggles smaller than ``swing`` are not counted, the endpoints never are).
+    A monotone sequence has 0, one bump 1, ``k`` full periods of a sine (starting at a zero) ``2 k``."""
+    y = _np(y)
+    if swing <= 0:
+        raise ValueError(f"swing must be > 0, got {swing}")
+    turns, direction, ext = 0, 0, y[0]
+    lo = hi = y[0]
+    for v in y[1:]:
+        if direction == 0:  # no direction yet: the first move of at least `swing` sets it (no turn)
+            lo, hi = min(lo, v), max(hi, v)
+            if v - lo >= swing:
+                direction, ext = 1, v
+            elif hi - v >= swing:
+                direction, ext = -1, v
+        elif direction > 0:
+            if v > ext:
+                ext = v
+            elif ext - v >= swing:
+                turns, direction, ext = turns + 1, -1, v
+        else:
+            if v < ext:
+                ext = v
+            elif v - ext >= swing:
+                turns, direction, ext = turns + 1, 1, v
+    return turns
+
+
+def gap_extrema(xs, f, gaps: Sequence[tuple[float, float]] = GAPS, swing: float = EXTREMUM_SWING) -> int:
+    """Local extrema of a 1-D curve ``f`` (on increasing ``xs``) inside the data gaps, summed over the gaps
+    (:func:`count_turns` on each gap's grid points): 0 for the truth and for any monotone fit."""
+    x, y = _np(xs), _np(f)
+    if x.shape != y.shape or len(x) < 2:
+        raise ValueError("xs and f must be 1-D of the same length >= 2")
+    total = 0
+    for a, b in gaps:
+        m = (x >= a - 1e-9) & (x <= b + 1e-9)
+        if m.sum() < 2:
+            raise ValueError(f"fewer than two grid points in the gap [{a}, {b}]")
+        total += count_turns(y[m], swing)
+    return total
+
+
 def distance_to_truth(xs, f, boundary: float = BOUNDARY) -> dict[str, float]:
     """Distances of a curve ``f`` on ``xs`` from the ground truth ``0.5 max(|x| - 3, 0)``: ``rms`` over all
     grid points and ``boundary``, the mean absolute error where ``|x| >= boundary`` (the domain's ends)."""
@@ -162,6 +242,7 @@ def curve_metrics(xs, f) -> dict[str, float]:
     out = {**gap_oscillation(x, y), **{f"dist_{k}": v for k, v in distance_to_truth(x, y).items()}}
     out["range"] = float(y.max() - y.min())
     out["lip"] = float(np.max(np.abs(np.diff(y)) / np.diff(x)))
+    out["extrema"] = gap_extrema(x, y)
     return out
 
 
@@ -235,9 +316,11 @@ def pretrained(setting: dict[str, Any] | None = None, seed: int = 0, data_seed: 
 
 def continue_path(model, task, lambdas: Sequence[float], setting: dict[str, Any] | None = None, epochs: int | None = None,
                   seed: int = 0, n_grid: int = 801) -> list[dict[str, Any]]:
-    """Train ``model`` (in place) for each lambda in order, each stage warm-started from the one before."""
+    """Train ``model`` (in place) for each lambda in order, each stage warm-started from the one before, for
+    ``epochs`` each (None: :func:`stage_epochs` of the setting)."""
     if any(l < 0 for l in lambdas):
         raise ValueError("lambdas must be >= 0")
+    epochs = stage_epochs(setting) if epochs is None else epochs
     xs = grid(n_grid)
     return [_stage(model, task, float(lam), setting_config(setting, float(lam), epochs, seed), xs)
             for lam in tqdm(lambdas, leave=False, desc="lambda path", unit="stage")]
@@ -248,12 +331,12 @@ def warm_start_path(lambdas: Sequence[float], epochs: int | None = None, pretrai
                     setting: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pretrain with lambda = 0, then train for each lambda in ``lambdas`` (in the given order), each stage
     warm-started from the previous one, as in the paper. ``setting`` defaults to :data:`FIG2_SETTING`;
-    ``epochs`` / ``pretrain_epochs`` default to its ``epochs``. Returns data, grid, ground truth and one
-    record per stage (curve on the grid, training MSE, Lipschitz values, :func:`curve_metrics`); the first
-    stage is lambda = 0."""
+    ``epochs`` (each lambda > 0 stage) defaults to its :func:`stage_epochs`, ``pretrain_epochs`` to its
+    ``epochs``. Returns data, grid, ground truth and one record per stage (curve on the grid, training MSE,
+    Lipschitz values, :func:`curve_metrics`); the first stage is lambda = 0."""
     s = _full(FIG2_SETTING if setting is None else setting)
-    epochs = s["epochs"] if epochs is None else epochs
-    pretrain_epochs = epochs if pretrain_epochs is None else pretrain_epochs
+    epochs = stage_epochs(s) if epochs is None else epochs
+    pretrain_epochs = s["epochs"] if pretrain_epochs is None else pretrain_epochs
     model, task, first = pretrained(s, seed, data_seed, n_grid, pretrain_epochs)
     stages = [first] + continue_path(model, task, lambdas, s, epochs, seed, n_grid)
     xs = grid(n_grid).squeeze(1)
@@ -261,7 +344,7 @@ def warm_start_path(lambdas: Sequence[float], epochs: int | None = None, pretrai
     return {"x": x.squeeze(1).tolist(), "y": y.squeeze(1).tolist(), "grid": xs.tolist(),
             "truth": regression_target(xs).tolist(), "label_mean": y.mean().item(),
             "epochs": epochs, "pretrain_epochs": pretrain_epochs, "seed": seed, "data_seed": data_seed,
-            "setting": {**s, "epochs": epochs}, "config": setting_config(s, 1.0, epochs, seed).to_dict(),
+            "setting": s, "config": setting_config(s, 1.0, epochs, seed).to_dict(),
             "truth_metrics": truth_metrics(n_grid), "stages": stages}
 
 
@@ -284,21 +367,31 @@ def nearest_stage(path: dict[str, Any], lam: float) -> dict[str, Any]:
     return min(pos, key=lambda s: abs(math.log10(s["lam"]) - math.log10(lam)))
 
 
-def run_regression(out_dir: str | Path, epochs: int | None = None, seed: int = 0, force: bool = False,
+def run_lambda_path(out: str | Path, seed: int, setting: dict[str, Any] | None = None, command: str = "") -> Path:
+    """Store the slider's path (``lambda_path.json``): lambda = 0, then :data:`PATH_LAMBDAS` warm-started in turn."""
+    t0 = time.perf_counter()
+    res = warm_start_path(PATH_LAMBDAS, seed=seed, setting=setting)
+    res["provenance"] = {**provenance(), "command": command, "wall_s": time.perf_counter() - t0}
+    return write_json_atomic(Path(out), res)
+
+
+def run_regression(out_dir: str | Path, epochs: int | None = None, seed: int | None = None, force: bool = False,
                    command: str = "", setting: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Store Fig. 2 (``fig2.json``: lambda 0, then 10, 1, 1e-10) and the slider path (``lambda_path.json``)
-    for ``setting`` (default :data:`FIG2_SETTING`; ``epochs`` None: the setting's)."""
+    """Store Fig. 2 over the seeds (``fig2_seeds.json``, :mod:`clipbook.fig2_seeds`; resumable) and the slider
+    path (``lambda_path.json``) for ``setting`` (default :data:`FIG2_SETTING`; ``epochs`` given: its pretraining
+    epochs), the path for ``seed`` (None: the typical seed of Fig. 2). ``force`` re-runs both."""
+    from .fig2_seeds import run_seeds, summarise
+    s = _full(FIG2_SETTING if setting is None else setting)
+    if epochs is not None:
+        s["epochs"] = epochs
     out_dir = Path(out_dir)
-    written = {}
-    for name, lams in (("fig2", PAPER_LAMBDAS), ("lambda_path", PATH_LAMBDAS)):
-        p = out_dir / f"{name}.json"
-        if p.exists() and not force:
-            written[name] = p
-            continue
-        t0 = time.perf_counter()
-        res = warm_start_path(lams, epochs=epochs, seed=seed, setting=setting)
-        if name == "fig2":
-            res["assessment"] = assess_fig2(res["stages"])
-        res["provenance"] = {**provenance(), "command": command, "wall_s": time.perf_counter() - t0}
-        written[name] = write_json_atomic(p, res)
-    return written
+    seeds_path, path_path = out_dir / "fig2_seeds.json", out_dir / "lambda_path.json"
+    if force:
+        for p in (seeds_path, path_path):
+            p.unlink(missing_ok=True)
+    table = run_seeds(seeds_path, setting=s, command=command)
+    table["summary"] = summarise(table)
+    write_json_atomic(seeds_path, table)
+    if not path_path.exists():
+        run_lambda_path(path_path, table["summary"]["typical_seed"] if seed is None else seed, s, command)
+    return {"fig2_seeds": seeds_path, "lambda_path": path_path}
