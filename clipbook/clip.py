@@ -21,6 +21,7 @@ Algorithm 1's acceptance test for a pair's proposed move happens at its next eva
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable, NamedTuple
 
 import torch
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .lipschitz import PairState, algorithm1_step, pair_quotients  # noqa: F401  (PairState: old pickles)
-from .models import eval_mode
+from .models import batchnorm_statistics_from, eval_mode
 
 #: Weight of the probe term ``PROBE * sum_i L_i`` in the fused CLIP step: it makes one backward pass yield
 #: every pair's input gradient (divided out afterwards) while adding only ``PROBE * sum grad L_i`` to the
@@ -64,26 +65,34 @@ class ClipTerms(NamedTuple):
     lip_power: int
 
 
+PAIR_MODES = ("batch", "joint", "eval")
+
+
 def clip_objective(model: nn.Module, loss_fn: Loss, xb: torch.Tensor, yb: torch.Tensor, pairs: PairState,
-                   lam: float, fused: bool = True, lip_power: int = 1, pairs_in_eval_mode: bool = False) -> ClipTerms:
+                   lam: float, fused: bool = True, lip_power: int = 1, pair_mode: str = "batch") -> ClipTerms:
     """CLIP's minibatch objective ``loss(f(xb), yb) + lam * (max_i L_i) ** lip_power`` (the paper:
     ``lip_power = 1``; the reference code squares the quotient).
 
-    Batch and pairs go through ONE forward pass, unless ``pairs_in_eval_mode``: then the pairs are a second
-    pass in evaluation mode, so that the quotients are those of the network that is deployed (BatchNorm with
-    its running statistics, no dropout) and the pairs leave the batch statistics alone. With ``fused`` the
-    pair inputs require gradients and the probe ``PROBE * sum_i L_i`` is added, so the same backward pass also
-    yields every pair's input gradient (see :func:`recover_pair_gradients`).
+    ``pair_mode`` (it matters only for BatchNorm): ``"batch"`` one forward pass over batch and pairs, where
+    BatchNorm layers in training mode normalise the pairs with the minibatch's statistics
+    (:func:`~clipbook.models.batchnorm_statistics_from`); ``"joint"`` one pass with statistics over both;
+    ``"eval"`` a second pass for the pairs in evaluation mode. Without BatchNorm ``"batch"`` and ``"joint"``
+    are the same computation. With ``fused`` the pair inputs require gradients and the probe
+    ``PROBE * sum_i L_i`` is added, so the same backward pass also yields every pair's input gradient (see
+    :func:`recover_pair_gradients`).
     """
+    if pair_mode not in PAIR_MODES:
+        raise ValueError(f"pair_mode must be one of {PAIR_MODES}, got {pair_mode!r}")
     b = len(xb)
     px = pairs.x.detach().requires_grad_(fused)
     pxp = pairs.x_prime.detach().requires_grad_(fused)
-    if pairs_in_eval_mode:
+    if pair_mode == "eval":
         out_b = model(xb)
         with eval_mode(model):
             q = pair_quotients(model(torch.cat([px, pxp])), px, pxp)
     else:
-        out = model(torch.cat([xb, px, pxp]))
+        with batchnorm_statistics_from(model, b) if pair_mode == "batch" else nullcontext():
+            out = model(torch.cat([xb, px, pxp]))
         out_b = out[:b]
         q = pair_quotients(out[b:], px, pxp)
     imax = int(q.argmax())
@@ -92,6 +101,19 @@ def clip_objective(model: nn.Module, loss_fn: Loss, xb: torch.Tensor, yb: torch.
     if fused:
         total = total + PROBE * q.sum()
     return ClipTerms(total, out_b, q, imax, px, pxp, lam, lip_power)
+
+
+class _BehindBatch(nn.Module):
+    """``z -> model(cat([xb, z]))[len(xb):]`` with BatchNorm normalising by the minibatch ``xb`` (running
+    statistics untouched): the network CLIP's ``"batch"`` mode penalises, for the exact Algorithm 1 step."""
+
+    def __init__(self, model: nn.Module, xb: torch.Tensor):
+        super().__init__()
+        self.model, self.xb = model, xb.detach()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        with batchnorm_statistics_from(self.model, len(self.xb), update_running=False):
+            return self.model(torch.cat([self.xb, z]))[len(self.xb):]
 
 
 def recover_pair_gradients(terms: ClipTerms) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,15 +153,17 @@ class CLIP:
         acc_momentum: :meth:`update` smooths the minibatch accuracies by an exponential moving average with
             this momentum (0: use each value as given); lambda moves against that estimate.
         warmup_steps: the first ``warmup_steps`` calls of :meth:`update` leave lambda alone.
-        pairs_in_eval_mode: ``False`` (default): batch and pairs go through ONE forward pass in the model's
-            current mode. With BatchNorm the pairs then share the batch's statistics (and enter the running
-            statistics), so the penalty acts on the network that is trained and whose accuracy steers lambda.
-            ``True``: the pairs go through a second pass in evaluation mode (every module's flag restored
-            after), the quotients of the deployed network. Not with BatchNorm: training-mode BatchNorm is
-            invariant to the scale of the weights before it, evaluation-mode BatchNorm is not, so the penalty
-            can shrink those weights to flatten the evaluation network while the training accuracy (and so
-            lambda) stays high (measured in chapter 3: the evaluation network collapsed to chance). Useful
-            for Dropout, which in one training-mode pass draws different masks for ``x`` and ``x'``.
+        pair_mode: how BatchNorm layers treat the pairs (nothing else depends on it). ``"batch"`` (default):
+            batch and pairs in ONE forward pass, BatchNorm in training mode normalises the pairs with the
+            minibatch's statistics, so the penalty acts on exactly the function that is trained (and whose
+            accuracy steers lambda), and the pairs, which Algorithm 1 drives away from the data, never enter
+            the statistics. ``"joint"``: one pass with the statistics over batch and pairs (the far-away
+            pairs then distort the batch's normalisation). ``"eval"``: the pairs in a second pass in
+            evaluation mode (every module's flag restored after). Training-mode BatchNorm is invariant to
+            the scale of the weights before it, evaluation-mode BatchNorm is not: the penalty can then shrink
+            those weights and flatten the evaluation network while the training accuracy, and so lambda,
+            stays high. Dropout draws different masks for ``x`` and ``x'`` in training mode; ``"eval"`` avoids
+            that.
         noise: the noisy copies' standard deviation (input units), when ``pairs`` are inputs only.
         seed: seeds the order and the noise of X_Lip when ``pairs`` are inputs only.
 
@@ -151,7 +175,7 @@ class CLIP:
                  target_acc: float | None = None, lam: float = 0.0, dlam: float = 0.005,
                  pairs_per_step: int = 128, tau: float = 1.0, tau_factor: float = 1.3, fused: bool = True,
                  lip_power: int = 1, acc_momentum: float = 0.9, warmup_steps: int = 0,
-                 pairs_in_eval_mode: bool = False, noise: float = 0.1, seed: int = 0):
+                 pair_mode: str = "batch", noise: float = 0.1, seed: int = 0):
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ValueError(f"CLIP: {msg}")
@@ -161,11 +185,12 @@ class CLIP:
         need(tau > 0 and tau_factor >= 1, f"tau must be > 0 and tau_factor >= 1, got {tau}, {tau_factor}")
         need(lip_power in (1, 2), f"lip_power must be 1 or 2, got {lip_power!r}")
         need(0 <= acc_momentum < 1, f"acc_momentum must be in [0, 1), got {acc_momentum}")
+        need(pair_mode in PAIR_MODES, f"pair_mode must be one of {PAIR_MODES}, got {pair_mode!r}")
         need(warmup_steps >= 0 and noise > 0, f"warmup_steps must be >= 0 and noise > 0, got {warmup_steps}, {noise}")
         self.target_acc, self.lam, self.dlam = target_acc, float(lam), float(dlam)
         self.pairs_per_step, self.tau, self.tau_factor = pairs_per_step, float(tau), float(tau_factor)
         self.fused, self.lip_power, self.acc_momentum = fused, lip_power, float(acc_momentum)
-        self.warmup_steps, self.pairs_in_eval_mode, self.noise = warmup_steps, pairs_in_eval_mode, float(noise)
+        self.warmup_steps, self.pair_mode, self.noise = warmup_steps, pair_mode, float(noise)
         self.acc: float | None = None
         self.steps = 0
         self.pool: PairState | None = None
@@ -218,20 +243,21 @@ class CLIP:
 
         ``x``: a minibatch ``[b, *input_shape]`` on the model's device; ``data_loss(outputs, y)``: any
         differentiable loss returning a scalar. The model runs in whatever mode it is in (``model.train()``
-        for training), the pairs too unless ``pairs_in_eval_mode``. Call :meth:`update`
+        for training); the pairs as ``pair_mode`` says. Call :meth:`update`
         (or :meth:`advance_pairs`) after ``backward()``.
         """
         if self._pending is not None:
             raise RuntimeError("CLIP.loss called twice without update(): call backward() and update() after each loss")
         idx, window = self._window(x.device)
-        eval_pairs = self.pairs_in_eval_mode
         if not self.fused:
-            if eval_pairs:
+            if self.pair_mode == "eval":
                 with eval_mode(model):
                     algorithm1_step(model, window, self.tau_factor)
             else:
-                algorithm1_step(model, window, self.tau_factor)
-        terms = clip_objective(model, data_loss, x, y, window, self.lam, self.fused, self.lip_power, eval_pairs)
+                behind = self.pair_mode == "batch" and any(
+                    isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
+                algorithm1_step(_BehindBatch(model, x) if behind else model, window, self.tau_factor)
+        terms = clip_objective(model, data_loss, x, y, window, self.lam, self.fused, self.lip_power, self.pair_mode)
         self._pending = (idx, window, terms)
         return (terms.total, terms.outputs) if return_outputs else terms.total
 

@@ -23,6 +23,45 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
+@contextmanager
+def batchnorm_statistics_from(model: nn.Module, n: int, update_running: bool = True) -> Iterator[nn.Module]:
+    """``with batchnorm_statistics_from(model, n):`` every BatchNorm layer of ``model`` in training mode
+    normalises its whole input ``[N, C, ...]`` with the statistics of the first ``n`` rows alone (and updates
+    its running statistics from them alone, unless ``update_running`` is false): further rows, e.g. CLIP's
+    pairs, pass through the layer that the minibatch defines without changing it. Other layers are untouched."""
+    patched = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            patched.append((m, m.__dict__.get("forward")))
+            m.forward = _first_rows_batchnorm(m, n, update_running)
+    try:
+        yield model
+    finally:
+        for m, old in patched:
+            del m.forward
+            if old is not None:
+                m.forward = old
+
+
+def _first_rows_batchnorm(m: nn.modules.batchnorm._BatchNorm, n: int, update_running: bool):
+    def forward(inp: torch.Tensor) -> torch.Tensor:
+        head = inp[:n]
+        if update_running:
+            out = type(m).forward(m, head)
+        else:
+            out = nn.functional.batch_norm(head, None, None, m.weight, m.bias, True, 0.0, m.eps)
+        if len(inp) == n:
+            return out
+        dims = [0, *range(2, inp.ndim)]
+        shape = (1, -1) + (1,) * (inp.ndim - 2)
+        mean, var = head.mean(dims).view(shape), head.var(dims, unbiased=False).view(shape)
+        tail = (inp[n:] - mean) * torch.rsqrt(var + m.eps)
+        if m.affine:
+            tail = tail * m.weight.view(shape) + m.bias.view(shape)
+        return torch.cat([out, tail])
+    return forward
+
+
 class Network(nn.Sequential):
     """``nn.Sequential`` that knows one sample's input shape (``input_shape``), which the bounds of
     :mod:`clipbook.bounds` need for convolutions. The state dict is that of the plain ``nn.Sequential``."""

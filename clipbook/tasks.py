@@ -15,6 +15,13 @@ class ClassificationTask:
         self.split = split
         self.x_train, self.y_train = split.x_train, split.y_train
 
+    @classmethod
+    def from_tensors(cls, x_train: torch.Tensor, y_train: torch.Tensor, x_lip: torch.Tensor) -> "ClassificationTask":
+        """A task from training inputs ``[N, ...]``, labels ``[N]`` and held-out inputs for X_Lip ``[M, ...]``
+        (no validation or test set: :func:`clipbook.training.train` uses none)."""
+        none_x, none_y = x_train[:0], y_train[:0]
+        return cls(ClassificationSplit(x_train, y_train, x_lip, none_x, none_y, none_x, none_y))
+
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out, y)
 

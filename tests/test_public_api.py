@@ -79,8 +79,7 @@ def test_a_script_with_only_the_public_api_trains_clip_on_a_batchnorm_residual_n
     ns: dict = {}
     exec(compile(tree, "practitioner.py", "exec"), ns)
     lams = ns["lams"]
-    assert max(lams) > 0.1 and lams[-1] != lams[0]  # lambda moved up and then by the rule
-    assert any(b < a for a, b in zip(lams, lams[1:]))  # ... also down: the accuracy fell below the target
+    assert lams[0] == 0.0 and max(lams) > 0.5  # lambda moved: the accuracy stayed above the target
     assert ns["acc"] > 0.8
     assert ns["clip"].steps == 300 and 0.0 < ns["lower"] < float("inf")
     assert ns["clip"].pairs.tau.ne(1.0).any()  # Algorithm 1 adapted the step sizes
@@ -92,15 +91,15 @@ def _bn_net(dropout: float = 0.5):
                          nn.Dropout(dropout), nn.Linear(4 * 36, 3))
 
 
-def test_pairs_in_eval_mode_see_the_deployed_network_and_leave_batchnorm_statistics_alone():
-    """With ``pairs_in_eval_mode`` the pairs run in a second pass in evaluation mode: the running statistics
+def test_eval_pair_mode_sees_the_deployed_network_and_leaves_batchnorm_statistics_alone():
+    """With ``pair_mode="eval"`` the pairs run in a second pass in evaluation mode: the running statistics
     are those of the minibatch alone, the quotients those of the deployed network, and every module's own
     mode is restored."""
     model, twin = _bn_net(), _bn_net()
     twin.load_state_dict(model.state_dict())
     xb, yb = torch.randn(16, 1, 6, 6), torch.randint(0, 3, (16,))
     x, xp = torch.randn(8, 1, 6, 6), torch.randn(8, 1, 6, 6)
-    clip = clipbook.CLIP((x, xp), lam=0.5, pairs_in_eval_mode=True)
+    clip = clipbook.CLIP((x, xp), lam=0.5, pair_mode="eval")
     model.train()
     model[4].eval()  # a caller's own choice for one module survives
     loss = clip.loss(model, xb, yb)
@@ -117,6 +116,26 @@ def test_pairs_in_eval_mode_see_the_deployed_network_and_leave_batchnorm_statist
     loss.backward()
     clip.update()
     assert clip.pairs.proposed.all()  # every pair proposed its first ascent step
+
+
+def test_batch_pair_mode_normalises_the_pairs_with_the_minibatch_statistics():
+    """The default ``pair_mode="batch"``: one forward pass, but BatchNorm normalises (and updates its running
+    statistics) with the minibatch alone; each pair's outputs are what the layer that the minibatch defines
+    gives it, so the quotients do not depend on the other pairs."""
+    model, twin = _bn_net(0.0), _bn_net(0.0)
+    xb, yb = torch.randn(16, 1, 6, 6), torch.randint(0, 3, (16,))
+    x, xp = 5 + torch.randn(8, 1, 6, 6), torch.randn(8, 1, 6, 6)  # far from the data
+    clip = clipbook.CLIP((x, xp), lam=0.5)
+    model.train(), twin.train()
+    clip.loss(model, xb, yb)
+    out_b = twin(xb)
+    assert torch.allclose(model[1].running_mean, twin[1].running_mean, atol=1e-6)
+    assert torch.allclose(clip.outputs, out_b.detach(), atol=1e-5)
+    with torch.no_grad():  # pair 0 alone behind the same minibatch: the same quotient
+        q_all = clip._pending[2].q.detach()
+        with clipbook.models.batchnorm_statistics_from(twin, 16, update_running=False):
+            out = twin(torch.cat([xb, x[:1], xp[:1]]))[16:]
+        assert torch.allclose(q_all[0], (out[0] - out[1]).norm() / (x[0] - xp[0]).norm(), rtol=1e-5)
 
 
 def test_fused_and_exact_clip_objects_give_the_same_parameter_gradient():
