@@ -67,3 +67,35 @@ def test_figures_build_from_stored_shapes(tiny_path):
            "fig1_p_before": torch.softmax(torch.randn(2, 10), 1), "fig1_p_after": torch.softmax(torch.randn(2, 10), 1)}
     assert len(plots.adversarial_examples(art, "fashion", n=3).axes) == 6
     assert len(plots.fig1(art, "mnist").axes) == 4
+
+
+def test_styled_formats_every_float_column_once():
+    """Chapter 7's tables: a second Styler.format call used to reset every other column to pandas' default."""
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    from clipbook.robustness_figures import styled
+    df = pd.DataFrame({"acc": np.array([76.279998, 0.0], dtype=np.float32), "ratio": [1.23456, None],
+                       "n": [3, 4], "ok": [True, False]}, index=["a", "b"])
+    cells = re.findall(r">([^<>]*)</td>", styled(df, 1, {"ratio": "{:.3f}"}).to_html())
+    assert cells == ["76.3", "1.235", "3", "True", "0.0", "–", "4", "False"]
+    with pytest.raises(KeyError, match="does not have"):
+        styled(df, 1, {"nope": "{:.1f}"})
+    idx = pd.DataFrame({"v": [1.0]}, index=pd.Index([1e-10], name="λ"))
+    assert "0.000000" not in styled(idx, 2, {"v": "{:.1f}"}).format_index("{:.0e}").to_html()
+
+
+def test_roadmap_reads_the_toc_and_draws_every_chapter():
+    from pathlib import Path
+
+    from clipbook.roadmap import STAGES, chapters, roadmap_figure
+    root = Path(__file__).resolve().parent.parent
+    chs = chapters(root)
+    assert [n for n, _ in chs] == sorted(STAGES)
+    assert all(title and not title.startswith("#") for _, title in chs)
+    fig = roadmap_figure(chs)
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {f"Chapter {n}" for n in range(2, 8)} <= texts
+    assert {"theory", "algorithm", "experiments", "beyond"} <= texts
