@@ -131,8 +131,16 @@ INIT_CANDIDATES: list[tuple[str, dict[str, Any]]] = [
     ("normal-1", {"init": "normal", "init_std": 1.0}), ("normal-1.5", {"init": "normal", "init_std": 1.5}),
     ("normal-2", {"init": "normal", "init_std": 2.0})]
 #: the search's seeds: disjoint from Fig. 2's seeds 0-9, so that the seeds that decide the paper's statements
-#: played no part in choosing the setting
-INIT_SEEDS = (100, 101, 102)
+#: played no part in choosing the setting (see INIT_SEARCH_HISTORY)
+INIT_SEEDS = (100, 101, 102, 103, 104)
+#: how the search was run, stored with it
+INIT_SEARCH_HISTORY = (
+    "Run first on seeds 100-102: no admissible candidate oscillated on any seed (a tie between default, 0.5, 1 and "
+    "1.5; normal-2 was stuck on 2 of 3), so the choice would have rested on the tie-breaks alone; the search was "
+    "extended to seeds 100-104, with the criterion unchanged, before any Fig. 2 seed was trained in the chosen "
+    "setting. Before the search, a few trial runs (std 1 and 2, seeds 0-3, 300 and 1000 epochs, lambda = 0 only) "
+    "were looked at to size it; seeds 1 and 2 at std 1 oscillated there (excess variation 0.17 and 0.25 at 1000 "
+    "epochs). Those seeds are among Fig. 2's, so Fig. 2's seeds were not wholly unseen.")
 #: everything but the initialisation: the setting of the earlier search's ``sgd-sig-sum-lr1e-3`` row (the paper's
 #: SGD with momentum, sigmoid output, data term summed over the 100 samples, lr 0.1 / 100, 1000 epochs of batch 10)
 INIT_BASE: dict[str, Any] = {"optimizer": "sgd", "lr": 1e-3, "output_sigmoid": True, "data_scale": 100.0}
@@ -176,7 +184,7 @@ def run_init_search(out: str | Path = INIT_OUT, seeds=INIT_SEEDS, candidates=Non
     table = read_json(out) if out.exists() else {}
     table.setdefault("runs", [])
     table.update({"grid": grid()[::CURVE_STRIDE].squeeze(1).tolist(), "truth_metrics": truth_metrics(),
-                  "base": _full(base), "seeds": list(seeds), "criterion": " ".join(choose_init.__doc__.split(": ", 1)[1].split())})
+                  "base": _full(base), "seeds": list(seeds), "history": INIT_SEARCH_HISTORY, "criterion": " ".join(choose_init.__doc__.split(": ", 1)[1].split())})
     done = {(r["id"], r["seed"]) for r in table["runs"]}
     for cid, over in tqdm(candidates, leave=False, desc="init search", unit="candidate"):
         s = _full({**base, **over})
