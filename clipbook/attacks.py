@@ -42,8 +42,8 @@ def project(x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
     """Make ``x + delta`` feasible: clip it to the box [0, 1], then scale ``delta`` into the L2 ball of
     radius ``eps``. Scaling towards ``x`` (which is in the box) keeps the point in the box, so the result
     lies in both sets. Returns the new ``delta``."""
-    delta = (x + delta).clamp(0.0, 1.0) - x
-    return delta * torch.clamp(eps / _norms(delta).clamp_min(1e-12), max=1.0)
+    d = (x + delta).clamp_(0.0, 1.0).sub_(x)  # in place on a fresh tensor: the same arithmetic, fewer buffers
+    return d.mul_(torch.clamp(eps / _norms(d).clamp_min(1e-12), max=1.0))
 
 
 def _random_start(x: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -58,8 +58,8 @@ def pgd_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, eps: floa
              variant: str = "sign") -> torch.Tensor:
     """One step of eq. (13): ``delta <- P(delta + alpha * sign(grad))`` (``variant="sign"``), or the standard
     L2 step ``alpha * grad / ||grad||`` (``"normalized"``); ``P`` is :func:`project`. Returns the new delta."""
-    step = alpha * (grad.sign() if variant == "sign" else grad / _norms(grad).clamp_min(1e-12))
-    return project(x, delta + step, eps)
+    step = grad.sign() if variant == "sign" else grad / _norms(grad).clamp_min(1e-12)
+    return project(x, step.mul_(alpha).add_(delta), eps)  # alpha * step + delta, without extra buffers
 
 
 def _pgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
@@ -67,25 +67,30 @@ def _pgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, al
               early_stop: bool, active: torch.Tensor) -> torch.Tensor:
     """One PGD run on the samples where ``active`` ``[N]`` holds; returns ``x + delta`` ``[N, ...]``, valid in
     the active rows only. The random start is drawn for all ``N`` samples, so a sample's draws never depend
-    on which others are attacked."""
+    on which others are attacked. The attacked samples are kept in a compact working set, shrunk only when
+    some are fooled (they are frozen at that iterate), so a step costs one forward and backward pass of the
+    samples still standing and no gathering or scattering."""
     delta = _random_start(x, eps, generator) if random_start else torch.zeros_like(x)
-    active = active.clone()  # samples still classified correctly
+    ids = active.nonzero().squeeze(1)
+    xa, ya, da = x[ids], y[ids], delta[ids]
     for _ in range(steps):
-        idx = active.nonzero().squeeze(1)
-        if len(idx) == 0:
+        if len(ids) == 0:
             break
-        xa, da = x[idx], delta[idx].clone().requires_grad_(True)
+        da.requires_grad_(True)
         logits = model(xa + da)
-        fooled = logits.argmax(1) != y[idx]
-        if not early_stop:
-            fooled = torch.zeros_like(fooled)
-        loss = F.cross_entropy(logits, y[idx], reduction="sum")
+        loss = F.cross_entropy(logits, ya, reduction="sum")
         (g,) = torch.autograd.grad(loss, da)
+        da = da.detach()
         with torch.no_grad():
-            new = pgd_step(xa, da.detach(), g, eps, alpha, variant)
-            # samples already fooled at the current iterate are frozen there (never un-fooled)
-            delta[idx] = torch.where(fooled.view(-1, *([1] * (x.ndim - 1))), project(xa, da.detach(), eps), new)
-            active[idx[fooled]] = False
+            new = pgd_step(xa, da, g, eps, alpha, variant)
+            if early_stop:
+                fooled = logits.argmax(1) != ya
+                if fooled.any():  # frozen at the current iterate (never un-fooled)
+                    delta[ids[fooled]] = project(xa[fooled], da[fooled], eps)
+                    keep = ~fooled
+                    ids, xa, ya, new = ids[keep], xa[keep], ya[keep], new[keep]
+            da = new
+    delta[ids] = da
     return (x + delta).clamp(0.0, 1.0).detach()
 
 
