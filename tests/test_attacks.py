@@ -115,3 +115,17 @@ def test_the_cascade_gives_the_same_per_image_verdicts_as_independent_attacks(tr
         attacked = [st["attacked"] for st in stages[1:]]
         assert attacked == sorted(attacked, reverse=True) and attacked[-1] < attacked[0]  # fewer images each stage
         assert stages[-1]["accuracy"] == 100 * standing.float().mean().item()
+
+
+def test_early_exit_gives_the_verdicts_of_attacking_every_image_for_every_step(trained_mlp, mnist_split):
+    """An image leaves the attack at its first misclassified iterate: its verdict is exactly "some iterate of the
+    full-length trajectory fooled it" (iterate s of a K-step run is the end of an s-step run)."""
+    x, y = mnist_split.x_test[:200], mnist_split.y_test[:200]
+    k = 12
+    for variant in ("sign", "normalized"):
+        ever = torch.zeros(len(x), dtype=torch.bool)
+        for s in range(k + 1):
+            adv = pgd_l2(trained_mlp, x, y, eps=1.0, alpha=0.25, steps=s, variant=variant, early_stop=False)
+            ever |= trained_mlp(adv).argmax(1) != y
+        early = pgd_l2(trained_mlp, x, y, eps=1.0, alpha=0.25, steps=k, variant=variant)
+        assert torch.equal(trained_mlp(early).argmax(1) != y, ever), variant
