@@ -4,13 +4,19 @@
 # claims (`reproduce --share`), writing into this checkout's results/. Interrupted runs resume from their last
 # finished epoch (state in $CLIPBOOK_CACHE, default ~/.cache/clipbook). Commit finished runs with
 # scripts/commit_finished_runs.sh.
-#   usage: scripts/long_runs.sh [COMMIT] [WORKTREE]      (defaults: eacf211, ../runs)
+#   usage: scripts/long_runs.sh [WORKTREE]      (default: ../runs-longruns)
+# The code of the runs: eacf211 with the two later runner/attack commits cherry-picked (3944570: L2 PGD at the
+# same arithmetic, faster; 84e6a59: the final network's worst case by the cascade only). The worktree's tree
+# must be exactly TREE below, so that every run of Table 1 comes from the same code.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-commit=${1:-eacf211}
-tree=${2:-$here/../runs}
-[ -d "$tree" ] || git -C "$here" worktree add --detach "$tree" "$commit"
-[ "$(git -C "$tree" rev-parse --short=7 HEAD)" = "${commit:0:7}" ] || { echo "$tree is not at $commit" >&2; exit 1; }
+tree=${1:-$here/../runs-longruns}
+TREE=131500c88d5b078f3e1dd8d69266e8edb4735884
+if [ ! -d "$tree" ]; then
+  git -C "$here" worktree add --detach "$tree" eacf211
+  git -C "$tree" -c user.name=clipbook -c user.email=clipbook@localhost cherry-pick 3944570 84e6a59 >/dev/null
+fi
+[ "$(git -C "$tree" rev-parse 'HEAD^{tree}')" = "$TREE" ] || { echo "$tree does not hold the long runs' code ($TREE)" >&2; exit 1; }
 mkdir -p "$here/logs"
 queue() {  # one worker: its queue of reproduce commands, in order
   cd "$tree"
