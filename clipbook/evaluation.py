@@ -1,7 +1,7 @@
 """Accuracy on clean, noisy and attacked inputs, batched, on the model's device, with progress bars."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 from torch import nn
@@ -61,11 +61,6 @@ def robust_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Atta
 def attack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, batch_size: int = 1000) -> float:
     """Accuracy [0, 1] under ``attack`` (the exact ratio of counts)."""
     return robust_mask(model, x, y, attack, batch_size).sum().item() / len(x)
-
-
-def worst_case_accuracy(masks: Sequence[torch.Tensor]) -> float:
-    """Robust accuracy [0, 1] against the strongest attack per image: correct only if every attack failed."""
-    return torch.stack(list(masks)).all(0).float().mean().item()
 
 
 class ValidationAttack:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from clipbook.attacks import L2PGD, PaperPGD, gaussian_noise, pgd_l2, pgd_step, project
-from clipbook.evaluation import accuracy, attack_accuracy, worst_case_accuracy
+from clipbook.evaluation import accuracy, attack_accuracy
 
 
 def _norms(d):
@@ -51,9 +51,31 @@ def test_one_step_of_eq_13_by_hand():
 
 
 def test_worst_case_counts_an_image_only_if_every_attack_failed():
-    a = torch.tensor([True, True, False, True])
-    b = torch.tensor([True, False, True, True])
-    assert worst_case_accuracy([a, b]) == 0.5
+    """The cascade with attacks that break known images: an image stands only if it is clean-correct and no
+    attack broke it, and each attack sees only the images still standing."""
+    from clipbook.suite import attack_cascade
+
+    class Breaks:
+        def __init__(self, name, broken):
+            self.name, self.broken, self.seen = name, torch.tensor(broken), []
+
+        def __call__(self, model, x, y, active=None):
+            self.seen.append(active.clone())
+            return torch.where((self.broken & active)[:, None], -x, x)
+
+    class Sign(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x, -x], 1)  # class 0 iff x > 0
+
+    model = Sign()
+    x, y = torch.tensor([[1.0], [1.0], [1.0], [1.0], [-1.0]]), torch.zeros(5, dtype=torch.long)
+    a = Breaks("a", [False, True, False, False, False])
+    b = Breaks("b", [False, True, True, False, True])
+    standing, stages = attack_cascade(model, x, y, [a, b])
+    assert standing.tolist() == [True, False, False, True, False]
+    assert a.seen[0].tolist() == [True, True, True, True, False]  # the misclassified image is never attacked
+    assert b.seen[0].tolist() == [True, False, True, True, False]  # nor the one a broke
+    assert [s["attacked"] for s in stages] == [5, 4, 3] and stages[-1]["accuracy"] == 40.0
 
 
 def test_project_clips_to_box_then_ball():
