@@ -99,3 +99,35 @@ def test_roadmap_reads_the_toc_and_draws_every_chapter():
     texts = {t.get_text() for t in fig.axes[0].texts}
     assert {f"Chapter {n}" for n in range(2, 8)} <= texts
     assert {"theory", "algorithm", "experiments", "beyond"} <= texts
+
+
+def test_status_says_what_is_stored_and_what_is_not():
+    from clipbook.status import status_markdown
+    t = {"paper_rows": 7, "rows_stored": 7, "runs": 21, "seeds": {}, "seeds_min": 3, "seeds_max": 3,
+         "seed_ids": [0, 1, 2], "epochs": [100], "devices": ["cpu (1 threads)"], "hours": 1.26, "other_runs": 0,
+         "other_rows": []}
+    none = {**t, "rows_stored": 0, "runs": 0, "seeds_min": 0, "seeds_max": 0, "seed_ids": [], "epochs": []}
+    fig2 = {"statements": {"zero_oscillates": False, "steady_approach": True}, "n": 2, "hold": 1,
+            "failing": ["the unregularised network (λ = 0) oscillates in the gaps of the data"], "reproduced": False}
+    text = status_markdown({"table1": {"mnist": t, "fashion": none}, "fashion_epochs": 20, "fig2": fig2})
+    lines = text.splitlines()
+    assert len(lines) == 3 and all(line.startswith("* ") for line in lines)
+    assert "7 of the paper's 7 rows stored, 3 seeds each (seeds 0, 1, 2), 100 epochs per run" in lines[0]
+    assert "one CPU thread" in lines[0] and "1.3 hours" in lines[0]
+    assert "no run stored yet" in lines[1] and "E = 20 epochs" in lines[1]
+    assert "1 of the 2 statements" in lines[2] and "not reproduced" in lines[2]
+    half = {**t, "rows_stored": 5, "seeds": {"clip85": [], "clip90": [0]}}
+    assert "Not yet stored: clip85." in status_markdown({"table1": {"mnist": half}, "fig2": None})
+
+
+def test_status_reads_the_stored_results():
+    from pathlib import Path
+
+    from clipbook.status import book_status
+    results = Path(__file__).resolve().parent.parent / "results"
+    if not any(results.glob("mnist-*.json")):
+        pytest.skip("no stored results")
+    s = book_status(results)
+    m = s["table1"]["mnist"]
+    assert m["paper_rows"] == 7 and 0 < m["rows_stored"] <= 7 and m["runs"] >= m["rows_stored"]
+    assert all(isinstance(e, int) for e in m["epochs"])
