@@ -111,11 +111,24 @@ def seed_statements(stages: Sequence[dict[str, Any]], truth_train_mse: float) ->
     return {
         "ten_smooth_poor_boundary": bool(not is_stuck(ten) and ten["lip"] < z["lip"] and ten["lip"] < tiny["lip"]
                                          and ten["dist_boundary"] > tiny["dist_boundary"]),
-        "steady_no_instabilities": bool(ten["dist_rms"] > one["dist_rms"] > tiny["dist_rms"] and
-                                        all(s["oscillation"] <= STABLE and s["extrema"] == 0 for s in (ten, one, tiny))),
+        "steady_no_instabilities": bool(steady_approach(stages) and no_instabilities(stages)),
         "zero_oscillates": bool(z["oscillation"] >= OSCILLATING),
         "zero_tiny_do_not_fit": bool(min(z["train_mse"], tiny["train_mse"]) >= NOT_FIT * truth_train_mse),
     }
+
+
+def steady_approach(stages: Sequence[dict[str, Any]]) -> bool:
+    """The first half of the second statement: the rms distance to the truth decreases 10 -> 1 -> 1e-10, and the
+    fits are not stuck at a constant (a stuck path approaches nothing; this condition was added after the seeds
+    ran, when stuck paths showed rms changes below 1e-4 in the right order; it changes no verdict over the seeds
+    that are not stuck)."""
+    _, ten, one, tiny = stages[:4]
+    return bool(not any(is_stuck(s) for s in (ten, one, tiny)) and ten["dist_rms"] > one["dist_rms"] > tiny["dist_rms"])
+
+
+def no_instabilities(stages: Sequence[dict[str, Any]]) -> bool:
+    """The second half: every lambda > 0 stage has excess variation at most STABLE and no local extremum in the gaps."""
+    return bool(all(s["oscillation"] <= STABLE and s["extrema"] == 0 for s in stages[1:4]))
 
 
 def verdict(k: int, n: int) -> str:
@@ -159,6 +172,7 @@ def summarise(table: dict[str, Any]) -> dict[str, Any]:
         st = r["stages"]
         per_seed.append({"seed": r["seed"], "stuck": [is_stuck(s) for s in st], "stuck_zero": is_stuck(st[0]),
                          "statements": seed_statements(st, truth_mse),
+                         "parts": {"steady_approach": steady_approach(st), "no_instabilities": no_instabilities(st)},
                          "zero_vs_tiny": {**_curve_gap(st[0], st[3]),
                                           "mse_0": st[0]["train_mse"], "mse_tiny": st[3]["train_mse"],
                                           "osc_0": st[0]["oscillation"], "osc_tiny": st[3]["oscillation"],
@@ -170,6 +184,7 @@ def summarise(table: dict[str, Any]) -> dict[str, Any]:
         k_all = sum(p["statements"][key] for p in per_seed)
         statements[key] = {"text": text, "k": k, "n": len(ok), "verdict": verdict(k, len(ok)),
                            "k_all": k_all, "n_all": n, "verdict_all": verdict(k_all, n)}
+    parts = {key: {"k": sum(p["parts"][key] for p in ok), "n": len(ok)} for key in ("steady_approach", "no_instabilities")}
     lams = table["lambdas"]
     per_lambda = []
     for i, lam in enumerate(lams):
@@ -187,7 +202,7 @@ def summarise(table: dict[str, Any]) -> dict[str, Any]:
     zero_vs_tiny["tiny_osc_below_zero"] = sum(z["osc_tiny"] < z["osc_0"] for z in zt)
     zero_vs_tiny["tiny_lip_below_zero"] = sum(z["lip_tiny"] < z["lip_0"] for z in zt)
     return {"n": n, "n_not_stuck": len(ok), "stuck_zero": [p["seed"] for p in per_seed if p["stuck_zero"]],
-            "per_seed": per_seed, "statements": statements, "per_lambda": per_lambda, "zero_vs_tiny": zero_vs_tiny,
+            "per_seed": per_seed, "statements": statements, "parts": parts, "per_lambda": per_lambda, "zero_vs_tiny": zero_vs_tiny,
             "typical_seed": typical_seed([r for r, p in zip(seeds, per_seed) if not p["stuck_zero"]] or seeds),
             "thresholds": {"oscillating": OSCILLATING, "stable": STABLE, "constant": CONSTANT, "not_fit": NOT_FIT,
                            "holds": HOLDS, "fails": FAILS}}

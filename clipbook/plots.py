@@ -28,7 +28,7 @@ def regression_panel(ax, data: dict[str, Any], stage: dict[str, Any], title: str
     ax.plot(data["grid"], data["truth"], color="tab:red", lw=1.5, label="ground truth")
     ax.scatter(data["x"], data["y"], s=8, color="tab:blue", label="noisy samples", zorder=3)
     ax.plot(data["grid"], stage["curve"], color="tab:green", lw=2, label="network")
-    ax.set_ylim(-0.2, 0.7)
+    ax.set_ylim(-0.2, max(0.7, max(stage["curve"]) + 0.05))  # nothing clipped (a sigmoid output stays below 1)
     ax.set_title(title or f"λ = {stage['lam']:g}   (Lip ≈ {stage['lip_grid']:.3f})", fontsize=10)
 
 
@@ -53,14 +53,16 @@ def fig2_seed_panels(table: dict[str, Any], seed: int) -> plt.Figure:
     constant; the gaps are shaded."""
     rec = next(r for r in table["seeds"] if r["seed"] == seed)
     st = rec["stages"]
-    fig, axes = plt.subplots(1, len(st), figsize=(3.4 * len(st), 3.3), sharey=True)
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.4), sharey=True, sharex=True)
+    axes = axes.ravel()
     for ax, s in zip(axes, st):
         for a, b in ((-3.0, -0.3), (0.3, 3.0)):
             ax.axvspan(a, b, color="0.93", lw=0)
         regression_panel(ax, table, s, f"λ = {_lam_label(s['lam'])}\nexcess var. {s['oscillation']:.3f}, "
                                        f"{s['extrema']} extrema, Lip {s['lip']:.2f}")
         ax.set_xlabel("x")
-    axes[0].set_ylabel("f(x)")
+    axes[0].set_ylim(-0.2, max(0.7, max(max(s["curve"]) for s in st) + 0.05))  # shared: fits every panel
+    axes[0].set_ylabel("f(x)"); axes[2].set_ylabel("f(x)")
     axes[0].legend(fontsize=7, loc="upper center")
     fig.tight_layout()
     return fig
@@ -72,7 +74,8 @@ def fig2_all_seeds(table: dict[str, Any], summary: dict[str, Any]) -> plt.Figure
     lams = table["lambdas"]
     typical = summary["typical_seed"]
     stuck = {p["seed"]: p["stuck"] for p in summary["per_seed"]}
-    fig, axes = plt.subplots(1, len(lams), figsize=(3.4 * len(lams), 3.3), sharey=True)
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.4), sharey=True, sharex=True)
+    axes = axes.ravel()
     for i, (ax, lam) in enumerate(zip(axes, lams)):
         for a, b in ((-3.0, -0.3), (0.3, 3.0)):
             ax.axvspan(a, b, color="0.93", lw=0)
@@ -88,11 +91,12 @@ def fig2_all_seeds(table: dict[str, Any], summary: dict[str, Any]) -> plt.Figure
         ax.plot(table["grid"], rec["stages"][i]["curve"], color="tab:green", lw=2.2, label=f"seed {typical} (typical)")
         n_stuck = sum(v[i] for v in stuck.values())
         ax.set_title(f"λ = {_lam_label(lam)}: {len(table['seeds'])} seeds, {n_stuck} stuck", fontsize=10)
-        ax.set_ylim(-0.2, 0.8)
+        top = max(max(st["curve"]) for r in table["seeds"] for st in r["stages"])
+        ax.set_ylim(-0.2, max(0.8, top + 0.05))  # shared by the panels: fits every curve
         ax.set_xlabel("x")
     axes[0].plot([], [], color="tab:green", lw=0.8, alpha=0.45, label="other seeds")
     axes[0].plot([], [], color="0.4", lw=1, ls="--", label="stuck (constant)")
-    axes[0].set_ylabel("f(x)")
+    axes[0].set_ylabel("f(x)"); axes[2].set_ylabel("f(x)")
     axes[0].legend(fontsize=7, loc="upper center")
     fig.tight_layout()
     return fig
@@ -107,7 +111,8 @@ def fig2_seed_stats(table: dict[str, Any], summary: dict[str, Any], thresholds: 
     stuck = {p["seed"]: p["stuck"] for p in summary["per_seed"]}
     keys = (("oscillation", "excess variation in the gaps"), ("extrema", "local extrema in the gaps"),
             ("dist_rms", "rms distance to the truth"), ("lip", "Lipschitz constant (grid)"))
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.2))
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.2))
+    axes = axes.ravel()
     rng = np.random.default_rng(0)
     for ax, (key, label) in zip(axes, keys):
         for i, lam in enumerate(lams):

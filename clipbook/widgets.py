@@ -21,7 +21,8 @@ def lambda_path_slider(path: dict[str, Any]) -> W.VBox:
 
 
 KERNEL_NOTE = ("<b>Needs a running kernel.</b> In the static HTML book this panel only shows the nearest stored "
-               "stage; the button trains nothing. Open the notebook (Binder, Colab or jupyter lab) to retrain.")
+               "stage; the button trains nothing. Open the notebook in Jupyter (<code>make lab</code>, or "
+               "<code>jupyter lab book/05_regression.ipynb</code>) to retrain.")
 
 
 def retrain_panel_with_note(path: dict[str, Any], epochs: int = 300) -> W.VBox:
@@ -39,7 +40,7 @@ def retrain_panel_with_note(path: dict[str, Any], epochs: int = 300) -> W.VBox:
         status.value = "training..."
         stage = fit_single(lam.value, epochs=epochs, n_grid=len(path["grid"]))
         out.value = regression_path_png(path, stage)
-        status.value = f"λ = {lam.value:.1e}: Lipschitz estimate {stage['lip_grid']:.3f}"
+        status.value = f"λ = {lam.value:.1e}: Lipschitz estimate {stage['lip_grid']:.3f}, excess variation {stage['oscillation']:.3f}"
 
     button.on_click(on_click)
     box = W.VBox([note, W.HBox([lam, button, status]), out])

@@ -363,3 +363,16 @@ def test_fig2_seeds_resumable_and_summarised(tmp_path):
     assert all(v["verdict"] in ("holds", "fails", "undecided") for v in summ["statements"].values())
     with pytest.raises(ValueError, match="another setting"):
         run_seeds(out, seeds=(0,), setting={**s, "init_std": 2.0})
+
+
+def test_second_statement_halves_and_stuck_paths():
+    from clipbook.fig2_seeds import no_instabilities, seed_statements, steady_approach
+    p = _paper_path()
+    assert steady_approach(p) and no_instabilities(p)
+    p[3]["dist_rms"] = 0.07  # moves away from the truth at 1e-10: not steady, still stable
+    assert not steady_approach(p) and no_instabilities(p)
+    stuck = _paper_path()
+    for st in stuck:
+        st["range"] = 0.0
+    assert not steady_approach(stuck)  # a constant path approaches nothing, whatever its rms does
+    assert not seed_statements(stuck, 0.0025)["steady_no_instabilities"]
