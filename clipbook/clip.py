@@ -195,7 +195,7 @@ class CLIP:
         self.steps = 0
         self.pool: PairState | None = None
         self.cursor = 0
-        self._pending: tuple[torch.Tensor | None, PairState, ClipTerms] | None = None
+        self._pending: tuple[torch.Tensor | slice | None, PairState, ClipTerms] | None = None
         if pairs is not None:
             if isinstance(pairs, torch.Tensor):
                 from .data import noisy_pairs
@@ -220,15 +220,17 @@ class CLIP:
         self.cursor = 0
         self._pending = None
 
-    def _window(self, device: torch.device) -> tuple[torch.Tensor | None, PairState]:
+    def _window(self, device: torch.device) -> tuple[torch.Tensor | slice | None, PairState]:
         pool = self.pairs
         if pool.x.device != device:
             self.pool = pool = pool.to(device)
         n, k = len(pool), min(self.pairs_per_step, len(pool))
         if k == n and self.cursor == 0:
             return None, pool
-        idx = (torch.arange(self.cursor, self.cursor + k) % n).to(device)
-        self.cursor = (self.cursor + k) % n
+        c = self.cursor
+        # a contiguous window is a slice (views, written back by copy); one that wraps around is gathered
+        idx = slice(c, c + k) if c + k <= n else (torch.arange(c, c + k) % n).to(device)
+        self.cursor = (c + k) % n
         return idx, pool.select(idx)
 
     def steepest_quotient(self) -> float:

@@ -126,11 +126,12 @@ class PairState:
     def __len__(self) -> int:
         return len(self.x)
 
-    def select(self, idx: torch.Tensor) -> "PairState":
-        """The pairs ``idx`` (a copy)."""
+    def select(self, idx: torch.Tensor | slice) -> "PairState":
+        """The pairs ``idx`` (an index tensor: a copy; a slice: views, which :meth:`judge` and :meth:`propose`
+        never write into, so that :meth:`assign` can write the window back)."""
         return PairState(*(getattr(self, f.name)[idx] for f in fields(self)))
 
-    def assign(self, idx: torch.Tensor, part: "PairState") -> None:
+    def assign(self, idx: torch.Tensor | slice, part: "PairState") -> None:
         """Write the pairs ``idx`` back from ``part`` (as returned by :meth:`select`, then advanced)."""
         for f in fields(self):
             getattr(self, f.name)[idx] = getattr(part, f.name)
