@@ -105,3 +105,34 @@ def test_training_history_shows_the_steepest_pair(small_split):
                       eval_lip_pairs=16, eval_lip_steps=3)
     h = train(build_model("mnist_mlp", seed=0), ClassificationTask(small_split), cfg).history
     assert all(rec["lip_train_pairs"] > 0 and rec["lip_estimate"] > 0 for rec in h)
+
+
+def test_the_trainers_clip_is_the_clip_object_in_a_plain_loop():
+    """training.train with method='clip' is clipbook.CLIP in an ordinary loop: the same draws, the same
+    lambda after every step, bit-identical weights (one implementation)."""
+    import clipbook
+    split = toy_split()
+    task = ClassificationTask(split)
+    cfg = TrainConfig(method="clip", target_acc=0.6, dlam=0.01, epochs=5, batch_size=32, lr=0.5, lip_pairs=16,
+                      tau=0.5, pair_refresh="rotate", warmup_epochs=1, eval_lip_steps=0, eval_lip_pairs=8)
+    trained = build_model("toy_mlp", seed=0)
+    res = train(trained, task, cfg)
+
+    model = build_model("toy_mlp", seed=0)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    clip = clipbook.CLIP(task.pair_pool(cfg.lip_noise, g), target_acc=cfg.target_acc, dlam=cfg.dlam,
+                         pairs_per_step=cfg.lip_pairs, tau=cfg.tau, acc_momentum=cfg.acc_momentum,
+                         warmup_steps=cfg.warmup_epochs * -(-len(split.x_train) // cfg.batch_size))
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    lams = []
+    for epoch in range(cfg.epochs):
+        for idx in torch.randperm(len(split.x_train), generator=g).split(cfg.batch_size):
+            loss = clip.loss(model, split.x_train[idx], split.y_train[idx], task.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            clip.update(clip.accuracy(split.y_train[idx]))
+        lams.append(clip.lam)
+    assert lams == [h["lam"] for h in res.history] and lams[-1] > 0
+    for a, b in zip(trained.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -187,3 +187,28 @@ def test_adversarial_training_needs_an_attack_and_uses_it(small_split):
 
     train(build_model("mnist_mlp", 0), ClassificationTask(small_split), cfg, attack=attack)
     assert sum(calls) == len(small_split.x_train)  # every training image was attacked once
+
+
+def test_train_takes_any_network_and_plain_tensors():
+    """A network with BatchNorm and a residual block, no input_shape, and a task from three tensors: CLIP
+    trains it and the history has no product bound (it does not apply) instead of failing after an epoch."""
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(16, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 16))
+
+        def forward(self, x):
+            return torch.relu(x + self.body(x))
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), Block(), nn.Linear(16, 2))
+    x = torch.randn(256, 2)
+    y = (x[:, 0] * x[:, 1] > 0).long()
+    task = ClassificationTask.from_tensors(x, y, torch.randn(64, 2))
+    cfg = TrainConfig(method="clip", target_acc=0.7, dlam=0.01, epochs=3, batch_size=32, lr=0.1, lip_pairs=16,
+                      pair_refresh="rotate", eval_lip_pairs=16, eval_lip_steps=2)
+    h = train(model, task, cfg).history
+    assert [r["upper_bound"] for r in h] == [None] * 3
+    assert all(r["lip_estimate"] > 0 for r in h) and h[-1]["lam"] > 0
