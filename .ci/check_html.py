@@ -27,7 +27,7 @@ Problems (one line each, exit status 1 when there is any):
   * a request to the network (the book must work offline);
   * on ``book/05_regression.html``: moving the lambda slider (ipywidgets SelectionSlider) does not change the figure.
 
-Pages are opened at ``--width`` x 900 CSS pixels (1400: a laptop screen) at device pixel ratio 1.
+Pages are opened at ``--width`` x 900 CSS pixels (1280: a laptop screen) at device pixel ratio 1.
 
 Chromium is the system's (Debian: ``apt-get install chromium``), driven by Playwright from PyPI; Playwright never
 downloads a browser of its own. Every request that is not a ``file:`` URL is aborted.
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("build", nargs="?", default="_build/html", type=Path)
     ap.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--slider-page", default="book/05_regression.html")
-    ap.add_argument("--width", type=int, default=1400, help="viewport width in CSS pixels (default 1400)")
+    ap.add_argument("--width", type=int, default=1280, help="viewport width in CSS pixels (default 1280)")
     ap.add_argument("--min-scale", type=float, default=0.9,
                     help="an image must be shown at this fraction of min(natural width, room in the column)")
     ap.add_argument("--max-row-px", type=int, default=100, help="tallest table row allowed, in CSS pixels")
