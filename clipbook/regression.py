@@ -5,8 +5,11 @@ A *setting* (a dict, see :data:`DEFAULT_SETTING`) fixes everything the paper lea
 size, the output layer (linear or the paper's sigmoid), the scale of the data term (``data_scale``: 1 is the
 paper's mean over the minibatch, 100 the sum over the 100 samples, i.e. lambda / 100 against the mean),
 ``lip_power`` (1: lambda * Lip as the paper writes; 2: lambda * Lip^2 as the reference code does), the pair
-sampling and the number of epochs per stage. ``python -m clipbook.fig2_search`` measures several settings
-(results/regression/fig2_search.json); :data:`FIG2_SETTING` is the one the book's Fig. 2 and slider use.
+sampling, the number of epochs (``epochs`` at lambda = 0, ``stage_epochs`` per warm-started stage) and the
+initialisation (``init``, ``init_std``: see :data:`INITS`). ``python -m clipbook.fig2_search`` measured several
+settings with PyTorch's default initialisation (results/regression/fig2_search.json), ``python -m
+clipbook.fig2_search --init`` the initialisations (results/regression/init_search.json); :data:`FIG2_SETTING` is
+the one the book's Fig. 2 (over seeds: :mod:`clipbook.fig2_seeds`), slider and Section 3 numbers use.
 """
 from __future__ import annotations
 
