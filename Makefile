@@ -46,8 +46,9 @@ bench: install
 reproduce: install
 	$(RUN_ENV) $(PY) -m clipbook reproduce --datasets mnist --seeds 0 1 2 --results results
 	$(RUN_ENV) $(PY) -m clipbook reproduce --datasets mnist --seeds 0 --baselines --results results
-	$(RUN_ENV) $(PY) -m clipbook regression --results results
 	$(RUN_ENV) $(PY) -m clipbook.fig2_search
+	$(RUN_ENV) $(PY) -m clipbook.fig2_search --init
+	$(RUN_ENV) $(PY) -m clipbook regression --results results
 	$(RUN_ENV) $(PY) -m clipbook.theory
 	$(RUN_ENV) $(PY) -m clipbook.fig1
 	$(RUN_ENV) $(PY) -m clipbook.beyond --results results

@@ -96,8 +96,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("regression", help="the Sec. 4.1 experiment: Fig. 2 and the lambda path of the book's slider")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/regression)")
     _results_arg(p)
-    p.add_argument("--epochs", type=_positive_int, default=1000)
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="epochs of the lambda = 0 network (default: the Fig. 2 setting's, 1000)")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="seed of the slider's lambda path (default: the typical seed of Fig. 2)")
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("data", help="download MNIST and Fashion-MNIST into $CLIPBOOK_DATA (or ~/.cache/clipbook/data)")
     p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
