@@ -13,6 +13,10 @@ import torch
 from .plots import _style, class_name
 from .schema import RunResult
 
+#: widest figure, in inches: at 100 dpi it is shown at its natural size in the room a 1280 px wide page gives an
+#: output (960 px, book/_static/clipbook.css), so 7-pt tick labels stay 10 px tall
+MAX_WIDTH = 9.6
+
 ATTACK_LABELS = {"pgd-sign": "eq. (13) PGD", "pgd-l2": "L2 PGD (3 restarts)", "apgd-ce": "APGD-CE",
                  "apgd-t": "APGD-T", "worst": "worst case"}
 
@@ -81,7 +85,7 @@ def attack_bars(results: Sequence[RunResult], eps: float = 2.0) -> plt.Figure:
     for r in results:
         rows.setdefault(r["row"], []).append(r)
     names = list(ATTACK_LABELS)
-    fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * len(rows)), 3.6))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH, max(6.5, 0.9 * len(rows))), 3.6))
     width = 0.8 / len(names)
     for j, a in enumerate(names):
         vals = []
@@ -191,7 +195,7 @@ def bounds_ladder(records: Sequence[dict]) -> plt.Figure:
     """Per model (a :mod:`clipbook.beyond` record): the lower bounds (pair search, Jacobian), the LipSDP bound and
     the product bound (4) on a log scale; the bar spans lower to product, the true constant lies in the dark part
     (lower to LipSDP)."""
-    fig, ax = plt.subplots(figsize=(max(6.5, 0.5 * len(records)), 3.8))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH, max(6.5, 0.5 * len(records))), 4.2))
     for i, r in enumerate(records):
         b, c = r["bounds"], BEYOND_STYLE.get(r["method"], "k")
         ax.plot([i, i], [b["lower"], b["product"]], color=c, lw=6, alpha=0.2, solid_capstyle="butt")
@@ -214,7 +218,7 @@ def bounds_ladder(records: Sequence[dict]) -> plt.Figure:
 def certified_both(records: Sequence[dict], eps: float = 0.5) -> plt.Figure:
     """Left: certified accuracy against the radius under LipSDP (solid) and the product bound (dashed), one
     colour per method; right: certified accuracy at ``eps`` under each bound, per model."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    fig, (a, b) = plt.subplots(1, 2, figsize=(MAX_WIDTH, 4.2), gridspec_kw={"width_ratios": [1, 1.6]})
     for r in records:
         c = BEYOND_STYLE.get(r["method"], "k")
         a.plot(r["cert_eps"], r["certified_acc"]["lipsdp"], color=c, alpha=0.7, lw=1)
@@ -266,7 +270,7 @@ def radius_scatter(rec: dict, ax: plt.Axes | None = None) -> plt.Figure:
 def radius_ratio_boxes(records: Sequence[dict]) -> plt.Figure:
     """Per model: the distribution of empirical / certified radius over its certified test images (box: quartiles,
     whiskers: 5-95 %), log scale; 1 is the floor no image may go below."""
-    fig, ax = plt.subplots(figsize=(max(6.5, 0.5 * len(records)), 3.6))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH, max(6.5, 0.5 * len(records))), 4.0))
     data = []
     for r in records:
         cert = np.array(r["radii"]["certified"], dtype=float)
