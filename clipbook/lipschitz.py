@@ -82,10 +82,18 @@ def ascent_step(x: torch.Tensor, x_prime: torch.Tensor, grad_x: torch.Tensor, gr
     return x + scale * grad_x, x_prime + scale * grad_xp
 
 
-def accepted(q_new: torch.Tensor, q_old: torch.Tensor) -> torch.Tensor:
-    """Algorithm 1's acceptance rule, per pair: a proposed move is kept iff it raised the quotient
-    (``q_new > q_old``, strictly, and ``q_new`` finite). ``[n]`` bool."""
-    return (q_new > q_old) & torch.isfinite(q_new)
+def accepted(q_new: torch.Tensor, q_old: torch.Tensor, strict: bool = True) -> torch.Tensor:
+    """Algorithm 1's acceptance rule, per pair (``[n]`` bool): with ``strict`` (the exact step) a proposed
+    move is kept iff it raised the quotient (``q_new > q_old`` and ``q_new`` finite); otherwise (the fused
+    step) it is undone only when the quotient fell (``q_new < q_old``), so a tie is kept.
+
+    Why two: the fused step compares quotients measured one training step apart, and the stored results were
+    made with the rule it has always had; with a saturating network exactly equal float32 quotients are
+    common (measured: about one fused proposal in twelve in a 60-epoch lambda = 10 run of the regression net
+    with a sigmoid output), so the strict rule would change those results."""
+    if strict:
+        return (q_new > q_old) & torch.isfinite(q_new)
+    return ~(q_new < q_old)
 
 
 @dataclass
@@ -99,9 +107,11 @@ class PairState:
     whether ``x, x_prime`` is an untested move (then it differs from the anchor).
 
     The rule (:meth:`propose`, :meth:`judge`): from its accepted position a pair proposes the ascent step
-    ``x + tau L grad_x L``; the proposal is accepted when its quotient is larger (:func:`accepted`): then
-    ``tau *= factor``; otherwise the pair goes back and ``tau /= factor``. A proposal that would bring a pair
-    closer than :data:`MIN_PAIR_DISTANCE` (or is not finite) counts as rejected at once.
+    ``x + tau L grad_x L``; the proposal is accepted when its quotient rose (:func:`accepted`): then
+    ``tau *= factor``; otherwise the pair goes back and ``tau /= factor``. A move that would bring a pair
+    closer than :data:`MIN_PAIR_DISTANCE` (or is not finite) is not proposed: the pair stays, and with
+    ``strict`` that counts as a rejection (``tau /= factor``). ``strict=False`` is the fused step's rule
+    (see :func:`accepted`).
     """
     x: torch.Tensor
     x_prime: torch.Tensor
@@ -140,11 +150,11 @@ class PairState:
         """The same state on ``device`` (a copy unless it is there already)."""
         return PairState(*(getattr(self, f.name).to(device) for f in fields(self)))
 
-    def judge(self, q: torch.Tensor, factor: float) -> torch.Tensor:
-        """Test the pending proposals with their quotients ``q`` ``[n]`` (at ``x, x_prime``): accepted ones
-        become the anchors (``tau *= factor``), rejected ones go back (``tau /= factor``). Pairs without a
-        proposal are untouched. Returns the rejected pairs ``[n]`` bool."""
-        accept = self.proposed & accepted(q, self.q)
+    def judge(self, q: torch.Tensor, factor: float, strict: bool = True) -> torch.Tensor:
+        """Test the pending proposals with their quotients ``q`` ``[n]`` (at ``x, x_prime``) by
+        :func:`accepted`: accepted ones become the anchors (``tau *= factor``), rejected ones go back
+        (``tau /= factor``). Pairs without a proposal are untouched. Returns the rejected pairs ``[n]`` bool."""
+        accept = self.proposed & accepted(q, self.q, strict)
         reject = self.proposed & ~accept
         self.tau = torch.where(accept, self.tau * factor, torch.where(reject, self.tau / factor, self.tau))
         ma = _expand(accept, self.x)
@@ -158,29 +168,33 @@ class PairState:
         return reject
 
     def propose(self, q: torch.Tensor, gx: torch.Tensor, gxp: torch.Tensor, factor: float,
-                which: torch.Tensor | None = None) -> None:
+                which: torch.Tensor | None = None, strict: bool = True) -> None:
         """Pairs ``which`` (all: ``None``), at their accepted positions with quotients ``q`` and input gradients
         ``gx, gxp``, record ``q`` and propose Algorithm 1's ascent step; moves closer than
-        :data:`MIN_PAIR_DISTANCE` or not finite are rejected at once (the pair stays, ``tau /= factor``)."""
+        :data:`MIN_PAIR_DISTANCE` or not finite are not proposed (the pair stays; with ``strict``,
+        ``tau /= factor``)."""
         which = ~self.proposed if which is None else which & ~self.proposed
         self.q = torch.where(which, q, self.q)
         nx, nxp = ascent_step(self.x, self.x_prime, gx, gxp, q, self.tau)
         d = _flat_norm(nx - nxp)
         valid = (d >= MIN_PAIR_DISTANCE) & torch.isfinite(d)
         move, refused = which & valid, which & ~valid
-        self.tau = torch.where(refused, self.tau / factor, self.tau)
+        if strict:
+            self.tau = torch.where(refused, self.tau / factor, self.tau)
         mm = _expand(move, self.x)
         self.x = torch.where(mm, nx, self.x)
         self.x_prime = torch.where(mm, nxp, self.x_prime)
         self.proposed = move
 
-    def advance(self, q: torch.Tensor, gx: torch.Tensor, gxp: torch.Tensor, factor: float) -> None:
+    def advance(self, q: torch.Tensor, gx: torch.Tensor, gxp: torch.Tensor, factor: float,
+                strict: bool = False) -> None:
         """Algorithm 1 from the quotients ``q`` and input gradients ``gx, gxp`` at the current positions (CLIP's
         fused step: they come from the training step's own backward pass): :meth:`judge` the pending
         proposals, then every pair that did not just go back :meth:`propose` s its next step. A rejected
-        pair is re-evaluated at its anchor next time (its gradient there is not known yet)."""
-        reject = self.judge(q, factor)
-        self.propose(q, gx, gxp, factor, which=~reject)
+        pair is re-evaluated at its anchor next time (its gradient there is not known yet). ``strict``: the
+        acceptance rule (:func:`accepted`); the fused step's is ``False``."""
+        reject = self.judge(q, factor, strict)
+        self.propose(q, gx, gxp, factor, which=~reject, strict=strict)
 
 
 def quotients_and_gradients(model: nn.Module, x: torch.Tensor, x_prime: torch.Tensor

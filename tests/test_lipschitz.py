@@ -85,10 +85,20 @@ def test_jacobian_norm_on_linear_map_equals_spectral_norm():
 from clipbook.lipschitz import PairState, accepted, algorithm1_step, ascent_step, quotients_and_gradients  # noqa: E402
 
 
-def test_acceptance_rule_accepts_only_a_rise():
+def test_acceptance_rule_accepts_only_a_rise_and_the_fused_rule_undoes_only_a_fall():
     q_old = torch.tensor([1.0, 1.0, 1.0, 1.0])
     q_new = torch.tensor([1.5, 1.0, 0.5, float("nan")])
-    assert accepted(q_new, q_old).tolist() == [True, False, False, False]  # a tie or a NaN is no rise
+    assert accepted(q_new, q_old).tolist() == [True, False, False, False]  # exact: a tie or a NaN is no rise
+    assert accepted(q_new, q_old, strict=False).tolist() == [True, True, False, True]  # fused: only a fall
+
+
+def test_judge_with_the_fused_rule_keeps_a_tie():
+    s = PairState.start(torch.zeros(2, 3), torch.ones(2, 3), tau=0.5)
+    s.q = torch.tensor([1.0, 1.0])
+    s.x = s.x + 0.1
+    s.proposed = torch.tensor([True, True])
+    s.judge(torch.tensor([1.0, 0.9]), factor=2.0, strict=False)
+    assert s.tau.tolist() == [1.0, 0.25] and torch.equal(s.anchor_x[0], torch.full((3,), 0.1))
 
 
 def test_judge_multiplies_tau_on_a_rise_and_divides_it_and_goes_back_otherwise():
@@ -115,7 +125,10 @@ def test_propose_refuses_moves_that_bring_a_pair_too_close():
     gx = torch.tensor([[0.0, 0.0], [1.0, 0.0]])  # pair 1 would land on its partner
     s.propose(torch.ones(2), gx, torch.zeros(2, 2), factor=2.0)
     assert s.proposed.tolist() == [True, False]
-    assert s.tau.tolist() == [1.0, 0.5] and torch.equal(s.x[1], x[1])
+    assert s.tau.tolist() == [1.0, 0.5] and torch.equal(s.x[1], x[1])  # exact: a refused move is a rejection
+    s = PairState.start(x, xp, tau=1.0)
+    s.propose(torch.ones(2), gx, torch.zeros(2, 2), factor=2.0, strict=False)
+    assert s.proposed.tolist() == [True, False] and s.tau.tolist() == [1.0, 1.0]  # fused: tau stays
 
 
 def test_exact_step_is_propose_evaluate_judge_by_hand():
