@@ -53,8 +53,10 @@ reproduce: install
 	$(RUN_ENV) $(PY) -m clipbook.fig1
 	$(RUN_ENV) $(PY) -m clipbook.beyond --results results
 
-# open every page of the built book in headless Chromium (Debian: apt-get install chromium) and fail on raw
-# TeX, Markdown tables left as pipes, unrendered widgets, missing images and a lambda slider that moves nothing
+# open every page of the built book in headless Chromium (Debian: apt-get install chromium) and fail on what a
+# reader would see broken: raw TeX, stray $ or MyST roles, unformatted floats, tables left as pipes or too wide or
+# too tall, images shown shrunk, low-resolution widget frames, unrendered widgets, missing images, and a lambda
+# slider that moves nothing (the list is in .ci/check_html.py)
 check-html: install
 	$(PY) .ci/check_html.py _build/html
 
