@@ -75,8 +75,9 @@ def robustness(model: nn.Module, split: ClassificationSplit, n: int, seed: int,
     """The worst case per image over :func:`strong_attacks` on the first ``n`` test images, by the cascade of
     :func:`attack_cascade`, at each radius; and each attack's own accuracy [%], run independently on the
     first ``per_attack`` images (default ``n``; 0: none), with their conjunction (``worst_independent``)
-    beside the cascade's worst case on the same images (``worst_cascade_subset``): the two agree by
-    construction, and every stored run shows it. The :class:`~clipbook.schema.Robustness` layout."""
+    beside the cascade's worst case on the same call's images (``worst_cascade_subset``; when
+    ``per_attack < n`` a second, small cascade on those images, since an attack's random draws depend on
+    how many images one call attacks): the two agree by construction, and every stored run shows it. The :class:`~clipbook.schema.Robustness` layout."""
     per_attack = n if per_attack is None else min(per_attack, n)
     x, y = split.x_test[:n], split.y_test[:n]
     out: dict[str, Any] = {"n": n, "eps": list(eps), "worst": [], "cascade": [], "attacks_n": per_attack,
@@ -96,7 +97,10 @@ def robustness(model: nn.Module, split: ClassificationSplit, n: int, seed: int,
                 out["attacks_wall_s"].setdefault(attack.name, []).append(time.perf_counter() - t0)
                 masks.append(m)
             out["worst_independent"].append(100 * torch.stack(masks).all(0).float().mean().item())
-            out["worst_cascade_subset"].append(100 * standing[:per_attack].float().mean().item())
+            # the cascade on exactly the images (and so the random draws) of the independent runs
+            sub = standing[:per_attack] if per_attack == n else attack_cascade(model, x[:per_attack], y[:per_attack],
+                                                                               attacks)[0]
+            out["worst_cascade_subset"].append(100 * sub.float().mean().item())
     return out
 
 

@@ -151,3 +151,10 @@ def test_early_exit_gives_the_verdicts_of_attacking_every_image_for_every_step(t
             ever |= trained_mlp(adv).argmax(1) != y
         early = pgd_l2(trained_mlp, x, y, eps=1.0, alpha=0.25, steps=k, variant=variant)
         assert torch.equal(trained_mlp(early).argmax(1) != y, ever), variant
+
+
+def test_the_ladder_on_a_subset_agrees_with_the_cascade_on_the_same_images(trained_mlp, mnist_split):
+    """Fashion's budget runs the cascade on more images than the ladder: the check cascade runs on the ladder's."""
+    from clipbook.suite import robustness
+    rob = robustness(trained_mlp, mnist_split, n=240, seed=2, eps=(1.0,), steps=8, per_attack=80)
+    assert rob["attacks_n"] == 80 and rob["worst_independent"] == rob["worst_cascade_subset"]
