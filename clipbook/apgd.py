@@ -381,7 +381,7 @@ class APGD:
         out = x.clone()
         remaining = logits.argmax(1) != goal if goal is not None else logits.argmax(1) == y
         if active is not None:
-            remaining &= active
+            remaining &= active.to(remaining.device)
         best_loss = torch.full((len(x),), float("-inf"), device=x.device, dtype=x.dtype)
         targets = [goal] if goal is not None else self._targets(logits, y)
         for t in targets:

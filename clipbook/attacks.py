@@ -118,7 +118,7 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = prot
     model.eval()
     try:
         best = x.clone()
-        remaining = torch.ones(len(x), dtype=torch.bool, device=x.device) if active is None else active.clone()
+        remaining = torch.ones(len(x), dtype=torch.bool, device=x.device) if active is None else active.to(x.device, copy=True)
         for _ in range(restarts):
             idx = remaining.nonzero().squeeze(1)
             if len(idx) == 0:

@@ -92,21 +92,31 @@ def _is_chain(m: nn.Module) -> bool:
     return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
 
 
-def chain_layers(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+def chain_layers(model: nn.Module, prefix: str = "", _seen: set[int] | None = None) -> list[tuple[str, nn.Module]]:
     """The layers of ``model`` in the order its forward applies them, for a plain chain: nested
-    ``nn.Sequential`` containers of leaf layers. Anything else (a module with its own ``forward``: a residual
-    block, a skip connection, a custom model) raises ``ValueError``: the product bound (4) holds for a
-    composition of layers only, and a product over registration order can be *below* the true constant."""
-    children = [(n, m) for n, m in model.named_children() if n != "parametrizations"]
+    ``nn.Sequential`` containers of leaf layers, each module used once, no forward hooks. Anything else (a
+    module with its own ``forward``: a residual block, a skip connection, a custom model; a layer used twice;
+    a hook that changes outputs) raises ``ValueError``: the product bound (4) holds for a composition of
+    layers only, and a product over registration order can be *below* the true constant."""
+    seen = set() if _seen is None else _seen
+    where = prefix or "the model"
+    if id(model) in seen:
+        raise ValueError(f"the product bound needs each layer once, but {where} ({type(model).__name__}) is used "
+                         f"twice in the chain: bound it another way, e.g. a lower bound from clipbook.lipschitz")
+    seen.add(id(model))
+    if model._forward_hooks or model._forward_pre_hooks:
+        raise ValueError(f"the product bound cannot see through the forward hooks of {where} "
+                         f"({type(model).__name__}): remove them, or bound the network another way")
+    children = [(n, m) for n, m in model._modules.items() if n != "parametrizations" and m is not None]
     if not children:
         return [(prefix, model)]
     if not _is_chain(model):
         raise ValueError(f"the product bound needs a plain chain of layers (nested nn.Sequential), but "
-                         f"{prefix or 'the model'} ({type(model).__name__}) has its own forward (a residual or "
+                         f"{where} ({type(model).__name__}) has its own forward (a residual or "
                          f"custom block?): bound it another way, e.g. a lower bound from clipbook.lipschitz")
     out = []
     for n, m in children:
-        out += chain_layers(m, f"{prefix}.{n}" if prefix else n)
+        out += chain_layers(m, f"{prefix}.{n}" if prefix else n, seen)
     return out
 
 

@@ -122,3 +122,22 @@ def test_a_custom_forward_is_refused_and_nested_chains_are_bounded():
     flat = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
     nested = nn.Sequential(nn.Sequential(flat[0], flat[1]), nn.Sequential(flat[2]))
     assert layerwise_upper_bound(nested) == pytest.approx(layerwise_upper_bound(flat))
+
+
+def test_a_layer_used_twice_or_a_hook_is_refused():
+    lin = nn.Linear(2, 2)
+    with torch.no_grad():
+        lin.weight.copy_(3 * torch.eye(2))
+    with pytest.raises(ValueError, match="used twice"):  # the product over registered layers would say 3, not 9
+        layerwise_upper_bound(nn.Sequential(lin, nn.ReLU(), lin))
+    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    net[0].register_forward_hook(lambda mod, inp, out: 100 * out)
+    with pytest.raises(ValueError, match="hooks"):
+        layerwise_upper_bound(net)
+
+    class Doubled(nn.Sequential):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    with pytest.raises(ValueError, match="own forward"):
+        layerwise_upper_bound(Doubled(nn.Linear(2, 2)))
