@@ -4,17 +4,20 @@
 # claims (`reproduce --share`), writing into this checkout's results/. Interrupted runs resume from their last
 # finished epoch (state in $CLIPBOOK_CACHE, default ~/.cache/clipbook). Commit finished runs with
 # scripts/commit_finished_runs.sh.
-#   usage: scripts/long_runs.sh [WORKTREE]      (default: ../runs-longruns)
-# The code of the runs: eacf211 with the two later runner/attack commits cherry-picked (3944570: L2 PGD at the
-# same arithmetic, faster; 84e6a59: the final network's worst case by the cascade only). The worktree's tree
-# must be exactly TREE below, so that every run of Table 1 comes from the same code.
+#   usage: scripts/long_runs.sh [WORKTREE]      (default: ../runs-<first 8 characters of TREE>)
+# The code of the runs: eacf211 with three later runner/attack commits cherry-picked (3944570: L2 PGD at the
+# same arithmetic, faster; 84e6a59: the final network's worst case by the cascade only; ef4f0a5: the ladder's
+# check cascade on the ladder's own images; -X ours keeps eacf211's tests where later tests conflict). The
+# worktree's tree must be exactly TREE below. Runs stored before it: mnist-standard-s0 (eacf211: its final
+# network also has the ladder), mnist-weight_reg*-s0 and mnist-clip95-s0 (eacf211 + the first two): the same
+# training and Table 1 numbers, see scripts/compare_reruns.py.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-tree=${1:-$here/../runs-longruns}
-TREE=131500c88d5b078f3e1dd8d69266e8edb4735884
+TREE=545fa7990f478a491bee7433ff7c8b948411940b
+tree=${1:-$here/../runs-${TREE:0:8}}
 if [ ! -d "$tree" ]; then
   git -C "$here" worktree add --detach "$tree" eacf211
-  git -C "$tree" -c user.name=clipbook -c user.email=clipbook@localhost cherry-pick 3944570 84e6a59 >/dev/null
+  git -C "$tree" -c user.name=clipbook -c user.email=clipbook@localhost cherry-pick -X ours 3944570 84e6a59 ef4f0a5 >/dev/null
 fi
 [ "$(git -C "$tree" rev-parse 'HEAD^{tree}')" = "$TREE" ] || { echo "$tree does not hold the long runs' code ($TREE)" >&2; exit 1; }
 mkdir -p "$here/logs"
