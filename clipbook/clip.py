@@ -83,6 +83,9 @@ def clip_objective(model: nn.Module, loss_fn: Loss, xb: torch.Tensor, yb: torch.
     """
     if pair_mode not in PAIR_MODES:
         raise ValueError(f"pair_mode must be one of {PAIR_MODES}, got {pair_mode!r}")
+    if fused and pair_mode == "joint":  # the data loss depends on the pairs through the BatchNorm statistics
+        raise ValueError("pair_mode='joint' cannot recover fused pair gradients (the batch's loss depends on the "
+                         "pairs through the statistics): use fused=False, or pair_mode='batch'")
     b = len(xb)
     px = pairs.x.detach().requires_grad_(fused)
     pxp = pairs.x_prime.detach().requires_grad_(fused)
@@ -186,6 +189,8 @@ class CLIP:
         need(lip_power in (1, 2), f"lip_power must be 1 or 2, got {lip_power!r}")
         need(0 <= acc_momentum < 1, f"acc_momentum must be in [0, 1), got {acc_momentum}")
         need(pair_mode in PAIR_MODES, f"pair_mode must be one of {PAIR_MODES}, got {pair_mode!r}")
+        need(not (fused and pair_mode == "joint"), "pair_mode='joint' needs fused=False: with the pairs in the batch "
+             "statistics the batch's loss depends on them, so the fused pair gradients would be wrong")
         need(warmup_steps >= 0 and noise > 0, f"warmup_steps must be >= 0 and noise > 0, got {warmup_steps}, {noise}")
         self.target_acc, self.lam, self.dlam = target_acc, float(lam), float(dlam)
         self.pairs_per_step, self.tau, self.tau_factor = pairs_per_step, float(tau), float(tau_factor)
