@@ -176,7 +176,12 @@ def _dispatch(args, command: str) -> int:
         lock = None
         if getattr(args, "share", False):
             from .storage import claim
-            if is_done(s, results) or (lock := claim(results, s.name)) is None:
+            try:
+                finished = not args.force and is_done(s, results)
+            except ValueError as err:  # a name holding another configuration: say so, go on with the queue
+                print(f"skipped {s.name}: {err}", file=sys.stderr, flush=True)
+                continue
+            if finished or (lock := claim(results, s.name)) is None:
                 continue  # finished, or another worker has it
         print(f"[{i}/{len(specs)}] {s.name} -> {results}", file=sys.stderr, flush=True)
         try:

@@ -114,6 +114,9 @@ class RunSpec:
             self.budget = BUDGETS[self.dataset]
         if self.budget.pgd is not None and self.budget.pgd < 1:
             raise ValueError(f"the evaluation size must be >= 1, got {self.budget.pgd}")
+        if self.budget.strong < 1 or (self.budget.per_attack is not None and self.budget.per_attack < 0):
+            raise ValueError(f"the strong attacks need >= 1 image and per_attack >= 0, got {self.budget.strong}, "
+                             f"{self.budget.per_attack}")
         self.config()  # validate now
 
     @property

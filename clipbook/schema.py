@@ -85,7 +85,8 @@ def reg_parameter(r: RunResult) -> float:
 def reading(r: RunResult, which: str = "selected") -> RunResult | None:
     """One network of a run: ``"selected"`` (the checkpoint chosen by validation PGD: ``r`` itself) or
     ``"final"`` (after the last epoch: its metrics and worst case in place of the selected ones; None for a
-    result stored before final networks were kept)."""
+    result stored before final networks were kept). The final network's ``robust`` holds the cascade's worst
+    case; its per-attack ``attacks`` are empty unless it is the selected network (``same_as_selected``)."""
     if which not in READINGS:
         raise ValueError(f"unknown reading {which!r}; choose one of {READINGS}")
     if which == "selected":

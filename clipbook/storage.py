@@ -62,7 +62,9 @@ def state_path(results_dir: str | os.PathLike, name: str) -> Path:
 def claim(results_dir: str | os.PathLike, name: str) -> Path | None:
     """Claim run ``name`` for this process, so that several ``reproduce --share`` workers split one queue:
     a lock file ``<results>/.claims/<name>`` made atomically with this process id. Returns it, or None when a
-    live process holds it (a claim of a process that is gone is taken over). Remove it when the run ends."""
+    live process holds it (a claim of a process that is gone is taken over). Remove it when the run ends.
+    Meant for workers on one machine (process ids mean nothing across machines); two workers that take over
+    the same stale claim at the same instant could both run it, which wastes time but writes the same result."""
     folder = Path(results_dir) / ".claims"
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / name
