@@ -31,7 +31,7 @@ def selection_dynamics(runs: Sequence[RunResult], title: str = "") -> plt.Figure
         ax.set_title(_label(r), fontsize=11)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="center right")
     axes[0][0].set_ylabel("accuracy [%]")
     if title:
         fig.suptitle(title, fontsize=12)
