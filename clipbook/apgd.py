@@ -349,13 +349,14 @@ class APGD:
             raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
         if self.eps == 0 or len(x) == 0:
             return x.detach().clone()
-        gen = torch.Generator(device=x.device).manual_seed(self.seed)
         was_training = model.training
         model.eval()
         try:
             chunks = []
-            for i in range(0, len(x), self.batch_size):
+            for k, i in enumerate(range(0, len(x), self.batch_size)):
                 sl = slice(i, i + self.batch_size)
+                # a generator per chunk: a chunk's draws do not depend on what earlier chunks attacked
+                gen = torch.Generator(device=x.device).manual_seed(self.seed + k)
                 chunks.append(self._attack_batch(model, x[sl].detach(), y[sl], None if target is None
                                                  else target[sl], gen, None if active is None else active[sl]))
             return torch.cat(chunks).clamp_(0.0, 1.0)  # only rounding-level changes: iterates are feasible

@@ -353,3 +353,13 @@ def test_an_unusable_library_is_skipped_not_failed():
         raise AttributeError("module 'torch' has no attribute 'removed_function'")
     with pytest.raises(pytest.skip.Exception, match="not compatible"):
         _usable(broken)
+
+
+def test_a_subset_over_several_chunks_gets_the_starts_of_a_full_call(blob_model):
+    """Each chunk draws from its own generator, so which images of an earlier chunk are attacked does not move the
+    random starts of a later one (found in review with batch_size=4)."""
+    model, x, y = blob_model
+    x, y = x[:8], y[:8]
+    attack = APGD(1.0, steps=5, batch_size=4, seed=3)
+    active = torch.tensor([False] * 4 + [True] * 4)
+    assert torch.equal(attack(model, x, y)[4:], attack(model, x, y, active=active)[4:])
