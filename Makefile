@@ -46,12 +46,12 @@ bench: install
 reproduce: install
 	$(RUN_ENV) $(PY) -m clipbook reproduce --datasets mnist --seeds 0 1 2 --results results
 	$(RUN_ENV) $(PY) -m clipbook reproduce --datasets mnist --seeds 0 --baselines --results results
-	$(RUN_ENV) $(PY) -m clipbook.fig2_search
-	$(RUN_ENV) $(PY) -m clipbook.fig2_search --init
+	$(RUN_ENV) $(PY) -m clipbook.repro.fig2_search
+	$(RUN_ENV) $(PY) -m clipbook.repro.fig2_search --init
 	$(RUN_ENV) $(PY) -m clipbook regression --results results
-	$(RUN_ENV) $(PY) -m clipbook.theory
-	$(RUN_ENV) $(PY) -m clipbook.fig1
-	$(RUN_ENV) $(PY) -m clipbook.beyond --results results
+	$(RUN_ENV) $(PY) -m clipbook.repro.theory
+	$(RUN_ENV) $(PY) -m clipbook.repro.fig1
+	$(RUN_ENV) $(PY) -m clipbook.repro.certificates --results results
 
 # open every page of the built book in headless Chromium (Debian: apt-get install chromium) and fail on what a
 # reader would see broken: raw TeX, stray $ or MyST roles, unformatted floats, tables left as pipes or too wide or

@@ -1,5 +1,5 @@
 """What CLIP costs: time per training step of each method relative to standard training, on any device.
-Times the package's own step (:func:`clipbook.training.train_step`), so what is measured is what trains.
+Times the package's own step (:func:`clipbook.core.training.train_step`), so what is measured is what trains.
 Prints ratios; merges them into results/benchmarks.json (atomically).
 
     python benchmarks/bench_clip_cost.py [--steps 30] [--models mnist_mlp fashion_cnn] [--device auto]
@@ -14,15 +14,16 @@ from pathlib import Path
 
 import torch
 
-from clipbook.data import ClassificationSplit
-from clipbook.device import resolve_device
-from clipbook.experiments import DATASET_DEFAULTS
-from clipbook.io import merge_json_atomic, provenance
-from clipbook.models import build_model
-from clipbook.regularisers import make_regulariser
-from clipbook.runner import training_attack
-from clipbook.tasks import ClassificationTask
-from clipbook.training import TrainConfig, train_step
+from clipbook.core.data import ClassificationSplit
+from clipbook.core.device import resolve_device
+from clipbook.repro.experiments import DATASET_DEFAULTS
+from clipbook.core.files import merge_json_atomic
+from clipbook.repro.provenance import provenance
+from clipbook.core.models import build_model
+from clipbook.core.objectives import make_objective
+from clipbook.repro.runner import training_attack
+from clipbook.core.tasks import ClassificationTask
+from clipbook.core.training import TrainConfig, train_step
 
 EPOCH_IMAGES = 53000
 DATASET = {"mnist_mlp": "mnist", "fashion_cnn": "fashion"}
@@ -62,7 +63,7 @@ def bench_model(name: str, steps: int, device: torch.device) -> dict:
         model = build_model(name, seed=0).to(device)
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)  # tiny lr: the weights stay put
         g = torch.Generator().manual_seed(0)
-        reg = make_regulariser(cfg, training_attack(cfg))
+        reg = make_objective(cfg, training_attack(cfg))
         reg.setup(model, task, g)
         times[label] = _time(lambda: train_step(model, opt, reg, task, xb, y, g), steps, device)
     base = times["standard"]

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from clipbook.attacks import pgd_l2
-from clipbook.device import resolve_device
-from clipbook.io import merge_json_atomic, provenance
-from clipbook.models import build_model
+from clipbook.core.attacks import pgd_l2
+from clipbook.core.device import resolve_device
+from clipbook.core.files import merge_json_atomic
+from clipbook.repro.provenance import provenance
+from clipbook.core.models import build_model
 
 BATCH = {"mnist_mlp": 1000, "fashion_cnn": 250}
 OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks.json"

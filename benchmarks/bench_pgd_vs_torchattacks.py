@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from clipbook.attacks import pgd_l2
-from clipbook.io import merge_json_atomic, provenance
-from clipbook.models import build_model
+from clipbook.core.attacks import pgd_l2
+from clipbook.core.files import merge_json_atomic
+from clipbook.repro.provenance import provenance
+from clipbook.core.models import build_model
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks.json"
 

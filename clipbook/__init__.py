@@ -17,9 +17,9 @@ The public API (``import clipbook as cb``; names are imported on first use, so `
 - data: :func:`load_images`, :func:`split_lipschitz`, :func:`noisy_pairs`
 - the package's trainer: :func:`train`, :class:`TrainConfig`
 
-Modules of the reproduction (``experiments``, ``runner``, ``suite``, ``storage``, ``schema``, ``reporting``,
-``cli``) and of the book (``plots``, ``widgets``, ``robustness_figures``, ``fig1``, ``fig2_search``,
-``regression``, ``theory``, ``beyond``) are imported as submodules; the core above imports none of them.
+The package has three parts: :mod:`clipbook.core` (everything above), :mod:`clipbook.repro` (the paper's
+experiments: protocol, runs, runner, storage, Table 1, Fig. 1 and 2, the command line) and :mod:`clipbook.book`
+(the book's figures and widgets). The core imports neither of the others; the reproduction imports only the core.
 """
 from __future__ import annotations
 
@@ -30,27 +30,28 @@ __version__ = "0.2.0"
 
 #: public name -> the module that defines it
 _API = {
-    **dict.fromkeys(("CLIP", "discrepancy_update", "clip_objective"), "clip"),
+    **dict.fromkeys(("CLIP", "discrepancy_update", "clip_objective"), "core.clip"),
     **dict.fromkeys(("difference_quotients", "lipschitz_estimate", "PairState", "algorithm1_step",
                      "adversarial_update", "search_lipschitz_pairs", "random_pairs_lower_bound",
-                     "jacobian_norm_lower_bound"), "lipschitz"),
-    **dict.fromkeys(("layerwise_upper_bound", "layer_lipschitz_constants"), "bounds"),
-    "lipsdp_bound": "lipsdp",
-    **dict.fromkeys(("certified_radii", "certified_accuracy"), "certify"),
-    **dict.fromkeys(("gaussian_noise", "PaperPGD", "L2PGD"), "attacks"),
-    "APGD": "apgd",
-    "empirical_radii": "radii",
-    **dict.fromkeys(("mnist_mlp", "fashion_cnn", "build_model", "apply_spectral_norm", "eval_mode"), "models"),
-    **dict.fromkeys(("load_images", "split_lipschitz", "noisy_pairs"), "data"),
-    **dict.fromkeys(("train", "TrainConfig"), "training"),
+                     "jacobian_norm_lower_bound"), "core.lipschitz"),
+    **dict.fromkeys(("layerwise_upper_bound", "layer_lipschitz_constants"), "core.bounds"),
+    "lipsdp_bound": "core.lipsdp",
+    **dict.fromkeys(("certified_radii", "certified_accuracy"), "core.certify"),
+    **dict.fromkeys(("gaussian_noise", "PaperPGD", "L2PGD"), "core.attacks"),
+    "APGD": "core.apgd",
+    "empirical_radii": "core.radii",
+    **dict.fromkeys(("mnist_mlp", "fashion_cnn", "build_model", "apply_spectral_norm", "eval_mode"), "core.models"),
+    **dict.fromkeys(("load_images", "split_lipschitz", "noisy_pairs"), "core.data"),
+    **dict.fromkeys(("train", "TrainConfig"), "core.training"),
 }
 
 #: optional dependencies: extra -> the packages it installs (pyproject.toml's optional-dependencies)
 EXTRAS = {"book": ("matplotlib", "ipywidgets", "pandas"), "certify": ("cvxpy", "cvxopt"), "attacks": ("foolbox",)}
 #: what needs an extra (public names and submodules): name -> (extra, the packages it imports)
 _NEEDS = {"lipsdp_bound": ("certify", ("cvxpy",)), "empirical_radii": ("attacks", ("foolbox",)),
-          "plots": ("book", ("matplotlib",)), "widgets": ("book", ("matplotlib", "ipywidgets")),
-          "robustness_figures": ("book", ("matplotlib", "pandas")), "table1_figures": ("book", ("matplotlib",))}
+          "book.plots": ("book", ("matplotlib",)), "book.widgets": ("book", ("matplotlib", "ipywidgets")),
+          "book.robustness_figures": ("book", ("matplotlib", "pandas")),
+          "book.table1_figures": ("book", ("matplotlib",))}
 
 __all__ = sorted(_API)
 
@@ -74,7 +75,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
         globals()[name] = value
         return value
-    if find_spec(f"{__name__}.{name}") is not None:  # a submodule: clipbook.lipschitz etc.
+    if find_spec(f"{__name__}.{name}") is not None:  # a submodule: clipbook.core.lipschitz etc.
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'clipbook' has no attribute {name!r}")
 

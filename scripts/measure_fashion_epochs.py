@@ -3,10 +3,10 @@
 # usage: CLIPBOOK_DATA=... OMP_NUM_THREADS=1 TQDM_DISABLE=1 python scripts/measure_fashion_epochs.py EPOCHS
 import sys, time, torch, json
 torch.set_num_threads(1)
-from clipbook.runner import load_split, build_run_model
-from clipbook.tasks import ClassificationTask
-from clipbook.training import TrainConfig, train
-from clipbook.experiments import DATASET_DEFAULTS
+from clipbook.repro.runner import load_split, build_run_model
+from clipbook.core.tasks import ClassificationTask
+from clipbook.core.training import TrainConfig, train
+from clipbook.repro.experiments import DATASET_DEFAULTS
 split = load_split("fashion")
 d = dict(DATASET_DEFAULTS["fashion"]); d.update(method="standard", epochs=int(sys.argv[1]), seed=0, eval_lip_steps=0, eval_lip_pairs=1)
 cfg = TrainConfig.from_dict(d)

@@ -14,7 +14,7 @@ def _seed():
 @pytest.fixture(scope="session")
 def mnist_split():
     """The real MNIST data from $CLIPBOOK_DATA (CI sets it to ../shared/data)."""
-    from clipbook.data import DATA_ENV, load_images, split_lipschitz
+    from clipbook.core.data import DATA_ENV, load_images, split_lipschitz
     if DATA_ENV not in os.environ:
         pytest.skip(f"{DATA_ENV} is not set: the MNIST tests need the data folder")
     return split_lipschitz(load_images("mnist"))
@@ -25,9 +25,9 @@ def trained_mlp(mnist_split):
     """A quickly trained MNIST MLP (5 epochs of standard training on 20,000 images)."""
     from dataclasses import replace
 
-    from clipbook.models import build_model
-    from clipbook.tasks import ClassificationTask
-    from clipbook.training import TrainConfig, train
+    from clipbook.core.models import build_model
+    from clipbook.core.tasks import ClassificationTask
+    from clipbook.core.training import TrainConfig, train
     sp = replace(mnist_split, x_train=mnist_split.x_train[:20000], y_train=mnist_split.y_train[:20000])
     model = build_model("mnist_mlp", seed=0)
     train(model, ClassificationTask(sp), TrainConfig(method="standard", epochs=5, eval_lip_steps=0))
@@ -36,7 +36,7 @@ def trained_mlp(mnist_split):
 
 def pytest_report_header(config):
     """Say at the top of every run whether the tests that need MNIST can run (they skip without the data)."""
-    from clipbook.data import DATA_ENV
+    from clipbook.core.data import DATA_ENV
     if DATA_ENV in os.environ:
         return f"clipbook: {DATA_ENV}={os.environ[DATA_ENV]}"
     return (f"clipbook: {DATA_ENV} is NOT set: every test that needs MNIST will be SKIPPED. Set it to the folder "

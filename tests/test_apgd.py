@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipbook.apgd import APGD, APGD_CE, APGD_T, checkpoints, dlr_loss, project_l2_box
-from clipbook.attacks import pgd_l2
+from clipbook.core.apgd import APGD, APGD_CE, APGD_T, checkpoints, dlr_loss, project_l2_box
+from clipbook.core.attacks import pgd_l2
 
 
 def _norms(d: torch.Tensor) -> torch.Tensor:

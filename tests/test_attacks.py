@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from clipbook.attacks import L2PGD, PaperPGD, gaussian_noise, pgd_l2, pgd_step, project
-from clipbook.evaluation import accuracy, attack_accuracy
+from clipbook.core.attacks import L2PGD, PaperPGD, gaussian_noise, pgd_l2, pgd_step, project
+from clipbook.core.evaluation import accuracy, attack_accuracy
 
 
 def _norms(d):
@@ -53,7 +53,7 @@ def test_one_step_of_eq_13_by_hand():
 def test_worst_case_counts_an_image_only_if_every_attack_failed():
     """The cascade with attacks that break known images: an image stands only if it is clean-correct and no
     attack broke it, and each attack sees only the images still standing."""
-    from clipbook.suite import attack_cascade
+    from clipbook.repro.suite import attack_cascade
 
     class Breaks:
         def __init__(self, name, broken):
@@ -116,7 +116,7 @@ def test_pgd_rejects_bad_arguments(trained_mlp):
 
 def test_attacking_a_subset_gives_each_image_the_result_it_gets_alone(trained_mlp, mnist_split):
     """``active``: random starts are drawn for every image, so the attacked rows are those of a full run."""
-    from clipbook.suite import strong_attacks
+    from clipbook.repro.suite import strong_attacks
     x, y = mnist_split.x_test[:60], mnist_split.y_test[:60]
     active = torch.arange(60) % 3 != 0
     for attack in strong_attacks(1.0, seed=4, steps=8):
@@ -126,8 +126,8 @@ def test_attacking_a_subset_gives_each_image_the_result_it_gets_alone(trained_ml
 
 
 def test_the_cascade_gives_the_same_per_image_verdicts_as_independent_attacks(trained_mlp, mnist_split):
-    from clipbook.evaluation import robust_mask
-    from clipbook.suite import attack_cascade, strong_attacks
+    from clipbook.core.evaluation import robust_mask
+    from clipbook.repro.suite import attack_cascade, strong_attacks
     x, y = mnist_split.x_test[:300], mnist_split.y_test[:300]
     for eps in (0.5, 1.5):
         attacks = strong_attacks(eps, seed=1, steps=10)
@@ -155,6 +155,6 @@ def test_early_exit_gives_the_verdicts_of_attacking_every_image_for_every_step(t
 
 def test_the_ladder_on_a_subset_agrees_with_the_cascade_on_the_same_images(trained_mlp, mnist_split):
     """Fashion's budget runs the cascade on more images than the ladder: the check cascade runs on the ladder's."""
-    from clipbook.suite import robustness
+    from clipbook.repro.suite import robustness
     rob = robustness(trained_mlp, mnist_split, n=240, seed=2, eps=(1.0,), steps=8, per_attack=80)
     assert rob["attacks_n"] == 80 and rob["worst_independent"] == rob["worst_cascade_subset"]

@@ -7,9 +7,9 @@ import ipywidgets as W
 import pytest
 import torch
 
-from clipbook import plots
-from clipbook.regression import PATH_LAMBDAS, fit_single, nearest_stage, warm_start_path
-from clipbook.widgets import lambda_path_slider, png_switcher, retrain_panel_with_note
+from clipbook.book import plots
+from clipbook.repro.regression import PATH_LAMBDAS, fit_single, nearest_stage, warm_start_path
+from clipbook.book.widgets import lambda_path_slider, png_switcher, retrain_panel_with_note
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_png_switcher_refuses_mismatched_panels():
 
 
 def test_retrain_button_trains_and_shows_a_panel(tiny_path, monkeypatch):
-    import clipbook.widgets as cw
+    import clipbook.book.widgets as cw
     monkeypatch.setattr(cw, "fit_single", lambda lam, epochs, n_grid: fit_single(lam, epochs=2, n_grid=n_grid))
     panel = retrain_panel_with_note(tiny_path, epochs=2)
     note, controls, image = panel.children
@@ -76,7 +76,7 @@ def test_styled_formats_every_float_column_once():
     import numpy as np
     import pandas as pd
 
-    from clipbook.robustness_figures import styled
+    from clipbook.book.robustness_figures import styled
     df = pd.DataFrame({"acc": np.array([76.279998, 0.0], dtype=np.float32), "ratio": [1.23456, None],
                        "n": [3, 4], "ok": [True, False]}, index=["a", "b"])
     cells = re.findall(r">([^<>]*)</td>", styled(df, 1, {"ratio": "{:.3f}"}).to_html())
@@ -90,7 +90,7 @@ def test_styled_formats_every_float_column_once():
 def test_roadmap_reads_the_toc_and_draws_every_chapter():
     from pathlib import Path
 
-    from clipbook.roadmap import STAGES, chapters, roadmap_figure
+    from clipbook.book.roadmap import STAGES, chapters, roadmap_figure
     root = Path(__file__).resolve().parent.parent
     chs = chapters(root)
     assert [n for n, _ in chs] == sorted(STAGES)
@@ -102,7 +102,7 @@ def test_roadmap_reads_the_toc_and_draws_every_chapter():
 
 
 def test_status_says_what_is_stored_and_what_is_not():
-    from clipbook.status import status_markdown
+    from clipbook.book.status import status_markdown
     t = {"paper_rows": 7, "rows_stored": 7, "runs": 21, "seeds": {}, "seeds_min": 3, "seeds_max": 3,
          "seed_ids": [0, 1, 2], "epochs": [100], "devices": ["cpu (1 threads)"], "hours": 1.26, "other_runs": 0,
          "other_rows": []}
@@ -123,7 +123,7 @@ def test_status_says_what_is_stored_and_what_is_not():
 def test_status_reads_the_stored_results():
     from pathlib import Path
 
-    from clipbook.status import book_status
+    from clipbook.book.status import book_status
     results = Path(__file__).resolve().parent.parent / "results"
     if not any(results.glob("mnist-*.json")):
         pytest.skip("no stored results")

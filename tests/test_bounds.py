@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from clipbook.bounds import (conv2d_norm_upper_bound, conv2d_operator_norm, layer_lipschitz_constants,
+from clipbook.core.bounds import (conv2d_norm_upper_bound, conv2d_operator_norm, layer_lipschitz_constants,
                              layerwise_upper_bound)
-from clipbook.lipschitz import jacobian_norm_lower_bound, search_lipschitz_pairs
-from clipbook.models import abs_network, build_model
+from clipbook.core.lipschitz import jacobian_norm_lower_bound, search_lipschitz_pairs
+from clipbook.core.models import abs_network, build_model
 
 
 def _set(layer, w):

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from clipbook.cli import main
+from clipbook.repro.cli import main
 
 TRAIN = ["train", "--dataset", "mnist", "--method", "clip", "--target", "0.9"]
 
@@ -54,11 +54,11 @@ def test_unavailable_device_is_refused(capsys, tmp_path, monkeypatch):
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; from clipbook.cli import parser; parser(); print('torch' in sys.modules)"
+    code = "import sys; from clipbook.repro.cli import parser; parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def test_the_clis_torch_free_choice_lists_match_the_package():
-    from clipbook import cli, data, device, training
+    from clipbook.repro import cli; from clipbook.core import data; from clipbook.core import device; from clipbook.core import training
     assert cli.DATASETS == data.DATASETS and cli.METHODS == training.METHODS and cli.DEVICES == device.DEVICES

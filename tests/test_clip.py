@@ -5,13 +5,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from clipbook.clip import PairState, clip_objective, discrepancy_update, recover_pair_gradients
-from clipbook.data import noisy_pairs, toy_split
-from clipbook.lipschitz import difference_quotients
-from clipbook.models import build_model
-from clipbook.regularisers import LipschitzPenalty
-from clipbook.tasks import ClassificationTask
-from clipbook.training import TrainConfig, train
+from clipbook.core.clip import PairState, clip_objective, discrepancy_update, recover_pair_gradients
+from clipbook.core.data import noisy_pairs, toy_split
+from clipbook.core.lipschitz import difference_quotients
+from clipbook.core.models import build_model
+from clipbook.core.objectives import LipschitzPenalty
+from clipbook.core.tasks import ClassificationTask
+from clipbook.core.training import TrainConfig, train
 
 
 def test_discrepancy_rule_moves_the_right_way_and_never_below_zero():

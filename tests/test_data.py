@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from clipbook.data import (DataNotFoundError, ImageData, load_images, noisy_pairs, regression_data,
+from clipbook.core.data import (DataNotFoundError, ImageData, load_images, noisy_pairs, regression_data,
                            regression_target, split_indices, split_lipschitz)
 
 

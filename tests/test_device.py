@@ -2,14 +2,14 @@
 import pytest
 import torch
 
-from clipbook.apgd import APGD
-from clipbook.attacks import PaperPGD
-from clipbook.data import toy_split
-from clipbook.device import resolve_device
-from clipbook.evaluation import attack_accuracy
-from clipbook.models import build_model
-from clipbook.tasks import ClassificationTask
-from clipbook.training import TrainConfig, train
+from clipbook.core.apgd import APGD
+from clipbook.core.attacks import PaperPGD
+from clipbook.core.data import toy_split
+from clipbook.core.device import resolve_device
+from clipbook.core.evaluation import attack_accuracy
+from clipbook.core.models import build_model
+from clipbook.core.tasks import ClassificationTask
+from clipbook.core.training import TrainConfig, train
 
 
 def _accelerator() -> str | None:

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from clipbook.lipschitz import (adversarial_update, difference_quotients, jacobian_norm_lower_bound,
+from clipbook.core.lipschitz import (adversarial_update, difference_quotients, jacobian_norm_lower_bound,
                                 lipschitz_estimate, random_pairs_lower_bound, search_lipschitz_pairs)
-from clipbook.models import abs_network, build_model
+from clipbook.core.models import abs_network, build_model
 
 
 def linear_net(d_in=6, d_out=4, seed=0):
@@ -82,7 +82,7 @@ def test_jacobian_norm_on_linear_map_equals_spectral_norm():
 
 # Algorithm 1, its one implementation (PairState) and its two uses -------------------------------------------
 
-from clipbook.lipschitz import PairState, accepted, algorithm1_step, ascent_step, quotients_and_gradients  # noqa: E402
+from clipbook.core.lipschitz import PairState, accepted, algorithm1_step, ascent_step, quotients_and_gradients  # noqa: E402
 
 
 def test_acceptance_rule_accepts_only_a_rise_and_the_fused_rule_undoes_only_a_fall():

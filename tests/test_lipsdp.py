@@ -1,4 +1,4 @@
-"""Known answers for the LipSDP-Neuron bound (clipbook.lipsdp)."""
+"""Known answers for the LipSDP-Neuron bound (clipbook.core.lipsdp)."""
 from __future__ import annotations
 
 import math
@@ -10,12 +10,12 @@ from torch import nn
 
 pytest.importorskip("cvxpy")
 
-from clipbook.lipschitz import jacobian_norm_lower_bound, search_lipschitz_pairs  # noqa: E402
-from clipbook.lipsdp import (lipsdp_bound, lmi_matrix, mlp_spec, reduce_input,  # noqa: E402
+from clipbook.core.lipschitz import jacobian_norm_lower_bound, search_lipschitz_pairs  # noqa: E402
+from clipbook.core.lipsdp import (lipsdp_bound, lmi_matrix, mlp_spec, reduce_input,  # noqa: E402
                              verify_bound)
-from clipbook.models import abs_network, build_model  # noqa: E402
+from clipbook.core.models import abs_network, build_model  # noqa: E402
 
-from clipbook.bounds import layerwise_upper_bound  # noqa: E402
+from clipbook.core.bounds import layerwise_upper_bound  # noqa: E402
 
 TOL = 1e-6  # relative tolerance of the interior-point solve
 

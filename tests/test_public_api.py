@@ -1,6 +1,8 @@
 """The public API: CLIP on your own network with ``import clipbook`` only; the core's import graph; extras."""
 import ast
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -133,7 +135,7 @@ def test_batch_pair_mode_normalises_the_pairs_with_the_minibatch_statistics():
     assert torch.allclose(clip.outputs, out_b.detach(), atol=1e-5)
     with torch.no_grad():  # pair 0 alone behind the same minibatch: the same quotient
         q_all = clip._pending[2].q.detach()
-        with clipbook.models.batchnorm_statistics_from(twin, 16, update_running=False):
+        with clipbook.core.models.batchnorm_statistics_from(twin, 16, update_running=False):
             out = twin(torch.cat([xb, x[:1], xp[:1]]))[16:]
         assert torch.allclose(q_all[0], (out[0] - out[1]).norm() / (x[0] - xp[0]).norm(), rtol=1e-5)
 
@@ -178,36 +180,50 @@ def test_window_cycles_through_x_lip_and_warmup_holds_lambda():
 
 # The import graph ------------------------------------------------------------------------------------------
 
-#: The core a practitioner imports: Lipschitz estimates and bounds, CLIP and the trainer, attacks,
-#: certificates, models, data. It may import only itself.
-CORE = {"__init__", "lipschitz", "bounds", "lipsdp", "clip", "regularisers", "training", "tasks", "models",
-        "attacks", "apgd", "certify", "radii", "evaluation", "protocol", "io", "device", "data"}
-#: The reproduction and the book's figures: the core must import none of these.
-NOT_CORE = {"runner", "cli", "experiments", "suite", "reporting", "storage", "schema", "plots", "widgets",
-            "robustness_figures", "fig1", "fig2_search", "beyond", "theory", "regression"}
-#: Known exceptions, to be removed: data.data_root's lazy ``from .storage import user_cache`` (the default
-#: data folder lives in storage).
-KNOWN = {("data", "storage")}
+#: The three parts, as folders: the core a practitioner imports (Lipschitz estimates and bounds, CLIP and the
+#: trainer, attacks, certificates, models, data), the reproduction of the paper, and the book's figures.
+PARTS = ("core", "repro", "book")
+#: what each part may import ("": the top-level package): the core only itself, the reproduction the core, the
+#: book both
+ALLOWED = {"core": {"", "core"}, "repro": {"", "core", "repro"}, "book": {"", "core", "repro", "book"}}
 
 
 def clipbook_imports(path: pathlib.Path) -> set[str]:
-    """The clipbook modules a file imports anywhere (top level or inside functions)."""
+    """The parts of clipbook (``core``, ``repro``, ``book``, or ``""`` for the top-level package) that a file in
+    one of them imports anywhere (top level or inside functions)."""
+    here = path.parent.name
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             parts = (node.module or "").split(".")
-            if node.level == 1 or parts[0] == "clipbook":
-                sub = parts[0] if node.level == 1 else (parts[1] if len(parts) > 1 else "")
-                found |= {sub} if sub else {a.name for a in node.names}
+            if node.level == 1:
+                found.add(here)
+            elif node.level == 2:
+                found |= {parts[0]} if parts[0] else {a.name for a in node.names}
+            elif parts[0] == "clipbook":
+                found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
         elif isinstance(node, ast.Import):
             found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("clipbook.")}
-    return {m for m in found if (PACKAGE / f"{m}.py").exists()}
+    return {p if p in PARTS else "" for p in found}
+
+
+def test_the_package_is_three_parts_and_nothing_else():
+    assert {p.name for p in PACKAGE.glob("*.py")} == {"__init__.py", "__main__.py"}
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(PARTS)
 
 
 def test_the_core_imports_nothing_from_the_reproduction_or_the_book():
-    assert CORE <= {p.stem for p in PACKAGE.glob("*.py")} and not CORE & NOT_CORE
-    bad = {(m, dep) for m in CORE for dep in clipbook_imports(PACKAGE / f"{m}.py") if dep not in CORE} - KNOWN
-    assert not bad, f"core modules import outside the core: {sorted(bad)}"
+    bad = {(f"{part}/{f.name}", dep) for part in PARTS for f in (PACKAGE / part).glob("*.py")
+           for dep in clipbook_imports(f) if dep not in ALLOWED[part]}
+    assert not bad, f"imports across the parts' order (core < repro < book): {sorted(bad)}"
+
+
+def test_importing_the_whole_core_loads_no_other_part():
+    code = ("import importlib, pkgutil, sys, clipbook.core as c\n"
+            "[importlib.import_module(f'clipbook.core.{m.name}') for m in pkgutil.iter_modules(c.__path__)]\n"
+            "print(sorted({n.split('.')[1] for n in sys.modules if n.startswith('clipbook.')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['core']"
 
 
 def test_a_missing_optional_dependency_names_its_extra(monkeypatch):

@@ -1,4 +1,4 @@
-"""Per-image radii (clipbook.radii): exact radii of linear models, certified <= empirical on a toy model."""
+"""Per-image radii (clipbook.core.radii): exact radii of linear models, certified <= empirical on a toy model."""
 from __future__ import annotations
 
 import math
@@ -10,12 +10,12 @@ from torch import nn
 
 pytest.importorskip("foolbox")
 
-from clipbook.certify import certified_radii, margins  # noqa: E402
-from clipbook.data import two_moons  # noqa: E402
-from clipbook.models import build_model  # noqa: E402
-from clipbook.radii import empirical_radii, minimum_norm_adversarials, radius_ratio_summary  # noqa: E402
+from clipbook.core.certify import certified_radii, margins  # noqa: E402
+from clipbook.core.data import two_moons  # noqa: E402
+from clipbook.core.models import build_model  # noqa: E402
+from clipbook.core.radii import empirical_radii, minimum_norm_adversarials, radius_ratio_summary  # noqa: E402
 
-from clipbook.bounds import layerwise_upper_bound  # noqa: E402
+from clipbook.core.bounds import layerwise_upper_bound  # noqa: E402
 
 WIDE = (-100.0, 100.0)  # box far away: the attack is effectively unconstrained
 
@@ -98,7 +98,7 @@ def test_toy_model_learned(toy):
 
 
 def test_no_empirical_radius_below_a_certified_one(toy):
-    from clipbook.lipsdp import lipsdp_bound
+    from clipbook.core.lipsdp import lipsdp_bound
 
     net, xt, yt = toy
     emp = empirical_radii(net, xt, yt, bounds=WIDE, steps=200)

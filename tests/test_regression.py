@@ -1,5 +1,5 @@
 """Known answers for the Fig. 2 measures (oscillation in the gaps, distance to the truth), the setting
-machinery of clipbook.regression, the resumable search and Fig. 1's pair rule."""
+machinery of clipbook.repro.regression, the resumable search and Fig. 1's pair rule."""
 import json
 import math
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from clipbook import regression as R
-from clipbook.data import regression_data, regression_target
+from clipbook.repro import regression as R
+from clipbook.core.data import regression_data, regression_target
 
 
 def xs(n=801):
@@ -114,7 +114,7 @@ def test_stage_records_carry_the_metrics():
 
 
 def test_search_is_resumable(tmp_path, monkeypatch):
-    from clipbook import fig2_search as S
+    from clipbook.repro import fig2_search as S
     monkeypatch.setattr(S, "SEARCH", [("a", "test", {"epochs": 2}, ()), ("b", "test", {"epochs": 2}, (10.0, 1.0, 1e-10))])
     out = tmp_path / "s.json"
     S.run_search(out, only=["a"])
@@ -129,7 +129,7 @@ def test_search_is_resumable(tmp_path, monkeypatch):
 
 
 def test_fig1_pair_rule():
-    from clipbook.fig1 import choose_pair
+    from clipbook.repro.fig1 import choose_pair
     ya, yb = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
     tr = {"top_a": torch.tensor([[0, 1, 2], [3, 1, 5]]), "top_b": torch.tensor([[3, 4, 5], [0, 4, 2]]),
           "conf_a": torch.tensor([[1.0] * 3, [0.4, 0.9, 0.25]]), "conf_b": torch.tensor([[1.0] * 3, [0.3, 0.9, 0.2]]),
@@ -144,7 +144,7 @@ def test_fig1_pair_rule():
 
 def test_path_slider_frames_have_both_panels_and_link_client_side():
     import ipywidgets as W
-    from clipbook.widgets import KERNEL_NOTE, lambda_path_slider, retrain_panel_with_note
+    from clipbook.book.widgets import KERNEL_NOTE, lambda_path_slider, retrain_panel_with_note
     path = R.warm_start_path([1.0], epochs=1, n_grid=41, setting={"epochs": 1})
     box = lambda_path_slider(path)
     slider, stack = box.children
@@ -160,7 +160,7 @@ def test_path_slider_frames_have_both_panels_and_link_client_side():
 
 
 def test_fig1_trajectory_figure_from_stored_shapes():
-    from clipbook import plots
+    from clipbook.book import plots
     n = 4
     traj = {k: [0.5] * n for k in ("pa_a", "pa_b", "pb_a", "pb_b", "conf_a", "conf_b")}
     traj.update(top_a=[0] * n, top_b=[6] * n)
@@ -263,7 +263,7 @@ def _paper_path(**zero):
 
 
 def test_verdict_three_outcomes_at_the_stated_fractions():
-    from clipbook.fig2_seeds import verdict
+    from clipbook.repro.fig2_seeds import verdict
     assert [verdict(k, 10) for k in (10, 7, 6, 4, 3, 0)] == ["holds", "holds", "undecided", "undecided", "fails", "fails"]
     assert verdict(0, 0) == "undecided"
     with pytest.raises(ValueError):
@@ -271,14 +271,14 @@ def test_verdict_three_outcomes_at_the_stated_fractions():
 
 
 def test_seed_statements_paper_like_path_shows_all_four():
-    from clipbook.fig2_seeds import seed_statements
+    from clipbook.repro.fig2_seeds import seed_statements
     assert seed_statements(_paper_path(), truth_train_mse=0.0025) == {
         "ten_smooth_poor_boundary": True, "steady_no_instabilities": True, "zero_oscillates": True,
         "zero_tiny_do_not_fit": True}
 
 
 def test_seed_statements_each_can_fail():
-    from clipbook.fig2_seeds import seed_statements
+    from clipbook.repro.fig2_seeds import seed_statements
     s = seed_statements(_paper_path(osc=0.0, ext=0), 0.0025)
     assert not s["zero_oscillates"] and s["steady_no_instabilities"]
     p = _paper_path(); p[3]["extrema"] = 1  # one bump at lambda = 1e-10 is an instability
@@ -292,7 +292,7 @@ def test_seed_statements_each_can_fail():
 
 
 def test_typical_seed_is_the_medoid():
-    from clipbook.fig2_seeds import typical_seed
+    from clipbook.repro.fig2_seeds import typical_seed
     seeds = [{"seed": s, "stages": [_st(0.0, osc=o, rms=0.05, lip=1.0)]} for s, o in
              ((0, 0.0), (1, 0.2), (2, 0.25), (3, 0.3), (4, 5.0))]
     assert typical_seed(seeds) == 2  # the median excess variation; the outlier does not pull it
@@ -300,7 +300,7 @@ def test_typical_seed_is_the_medoid():
 
 
 def test_summarise_counts_stuck_seeds_beside_the_verdicts():
-    from clipbook.fig2_seeds import summarise
+    from clipbook.repro.fig2_seeds import summarise
     stuck = _paper_path(osc=0.0, ext=0, rng=0.0, lip=0.0)
     for st in stuck:
         st["range"] = 0.0
@@ -317,7 +317,7 @@ def test_summarise_counts_stuck_seeds_beside_the_verdicts():
 
 
 def test_choose_init_criterion_known_answers():
-    from clipbook.fig2_search import choose_init, init_score
+    from clipbook.repro.fig2_search import choose_init, init_score
     run = lambda osc, rng=0.5: {"oscillation": osc, "range": rng, "extrema": int(osc > 0), "dist_rms": 0.05,
                                 "lip": 1.0, "train_mse": 0.003}
     settings = {"default": {"init": "default"}, "n1": {"init": "normal", "init_std": 1.0},
@@ -348,7 +348,7 @@ def test_stored_fig2_setting_is_the_searched_one():
 
 
 def test_fig2_seeds_resumable_and_summarised(tmp_path):
-    from clipbook.fig2_seeds import run_seeds, summarise
+    from clipbook.repro.fig2_seeds import run_seeds, summarise
     s = {"epochs": 2, "stage_epochs": 1, "init": "normal", "init_std": 1.0, "optimizer": "sgd", "lr": 1e-3,
          "output_sigmoid": True, "data_scale": 100.0}
     out = tmp_path / "seeds.json"
@@ -366,7 +366,7 @@ def test_fig2_seeds_resumable_and_summarised(tmp_path):
 
 
 def test_second_statement_halves_and_stuck_paths():
-    from clipbook.fig2_seeds import no_instabilities, seed_statements, steady_approach
+    from clipbook.repro.fig2_seeds import no_instabilities, seed_statements, steady_approach
     p = _paper_path()
     assert steady_approach(p) and no_instabilities(p)
     p[3]["dist_rms"] = 0.07  # moves away from the truth at 1e-10: not steady, still stable

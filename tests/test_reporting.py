@@ -1,8 +1,8 @@
 """Table 1 and the claims on constructed result sets whose verdicts are known (holds / fails / undecided)."""
 import pytest
 
-from clipbook.reporting import differences_to_paper, format_table1, qualitative_claims, table1, table1_markdown
-from clipbook.schema import check_result
+from clipbook.repro.reporting import differences_to_paper, format_table1, qualitative_claims, table1, table1_markdown
+from clipbook.repro.schema import check_result
 
 
 def result(row, seed=0, test=90.0, pgd=30.0, worst=20.0, lam=0.0, mu=0.0, epochs=100, **metrics):
@@ -97,7 +97,7 @@ def test_both_readings_show_each_networks_own_epoch_and_parameter():
 
 
 def test_the_reading_closer_to_the_paper_is_measured_per_column():
-    from clipbook.reporting import compare_readings
+    from clipbook.repro.reporting import compare_readings
     r = result("mnist-clip90", test=80.0, pgd=60.0)  # paper: test 91.6, PGD 36.2
     r["final"] = {"epoch": 1, "metrics": {**r["metrics"], "test": 91.0, "pgd": 70.0},
                   "robust": r["robust"]}

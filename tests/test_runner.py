@@ -5,12 +5,12 @@ import os
 import pytest
 import torch
 
-from clipbook.cli import main
-from clipbook.experiments import DATASET_DEFAULTS, EvalBudget, RunSpec, table1_specs
-from clipbook.io import write_json_atomic
-from clipbook.reporting import format_table1, table1
-from clipbook.runner import is_done, refresh_evaluation, run
-from clipbook.storage import checkpoint_path, load_results, state_path
+from clipbook.repro.cli import main
+from clipbook.repro.experiments import DATASET_DEFAULTS, EvalBudget, RunSpec, table1_specs
+from clipbook.core.files import write_json_atomic
+from clipbook.repro.reporting import format_table1, table1
+from clipbook.repro.runner import is_done, refresh_evaluation, run
+from clipbook.repro.storage import checkpoint_path, load_results, state_path
 
 TINY = dict(epochs=1, lip_pairs=8, eval_lip_pairs=8, eval_lip_steps=2)
 BUDGET = EvalBudget(pgd=50, strong=20, attack_steps=5, curves=20, curve_steps=3, bound_pairs=10, bound_steps=3,
@@ -86,8 +86,8 @@ def test_a_readers_run_leaves_the_books_results_untouched(env, monkeypatch, caps
     monkeypatch.chdir(env)
     monkeypatch.delenv("CLIPBOOK_RESULTS", raising=False)
     args = sum((["--set", f"{k}={v}"] for k, v in TINY.items()), [])
-    monkeypatch.setattr("clipbook.experiments.BUDGETS", {"mnist": BUDGET, "fashion": BUDGET})
-    monkeypatch.setattr("clipbook.experiments.DATASET_DEFAULTS", {"mnist": {**DATASET_DEFAULTS["mnist"], **TINY}})
+    monkeypatch.setattr("clipbook.repro.experiments.BUDGETS", {"mnist": BUDGET, "fashion": BUDGET})
+    monkeypatch.setattr("clipbook.repro.experiments.DATASET_DEFAULTS", {"mnist": {**DATASET_DEFAULTS["mnist"], **TINY}})
     assert main(["train", "--dataset", "mnist", "--method", "standard", "--device", "cpu", *args]) == 0
     assert "mnist-standard-s0: train" in capsys.readouterr().out
     assert (env / "clipbook-results" / "mnist-standard-s0.json").exists()  # the reader's default folder
@@ -132,7 +132,7 @@ def test_a_name_that_holds_another_configuration_is_not_overwritten(env):
 
 
 def test_workers_sharing_a_queue_claim_each_run_once(tmp_path):
-    from clipbook.storage import claim
+    from clipbook.repro.storage import claim
     lock = claim(tmp_path, "mnist-standard-s0")
     assert lock is not None and lock.read_text() == str(os.getpid())
     assert claim(tmp_path, "mnist-standard-s0") is None  # held by a live process (this one)

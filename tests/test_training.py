@@ -4,14 +4,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from clipbook import training
-from clipbook.attacks import PaperPGD
-from clipbook.data import regression_data
-from clipbook.evaluation import ValidationAttack
-from clipbook.lipschitz import search_lipschitz_pairs
-from clipbook.models import apply_spectral_norm, build_model
-from clipbook.tasks import ClassificationTask, RegressionTask
-from clipbook.training import KeepBest, TrainConfig, train
+from clipbook.core import training
+from clipbook.core.attacks import PaperPGD
+from clipbook.core.data import regression_data
+from clipbook.core.evaluation import ValidationAttack
+from clipbook.core.lipschitz import search_lipschitz_pairs
+from clipbook.core.models import apply_spectral_norm, build_model
+from clipbook.core.tasks import ClassificationTask, RegressionTask
+from clipbook.core.training import KeepBest, TrainConfig, train
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -144,7 +144,7 @@ def test_huge_lambda_gives_a_constant_network():  # Proposition 4 / Remark 2
 
 
 def test_larger_lambda_gives_smaller_lipschitz_constant():  # Proposition 2
-    from clipbook.lipschitz import difference_quotients
+    from clipbook.core.lipschitz import difference_quotients
     x, y = regression_data(seed=0)
     grid = torch.linspace(-4, 4, 401).unsqueeze(1)
     lips = []

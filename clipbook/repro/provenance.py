@@ -1,0 +1,46 @@
+"""Run provenance: versions, machine, device and the git commit recorded beside every stored result."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from ..core.device import describe
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str:
+    """The current git commit (with ``-dirty`` if the package's own source has uncommitted changes), or
+    ``"unknown"``."""
+    cwd = cwd or Path(__file__).resolve().parents[1]  # the package: clipbook/
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+_STARTED_AT_COMMIT: str | None = None
+
+
+def provenance(device: torch.device | None = None) -> dict:
+    """Versions and machine facts recorded beside every stored result.
+
+    ``git_commit`` is the commit when this process first asked (the runner asks when a run starts), so a
+    long-running process keeps reporting the code it loaded, not a later HEAD.
+    """
+    global _STARTED_AT_COMMIT
+    if _STARTED_AT_COMMIT is None:
+        _STARTED_AT_COMMIT = git_commit()
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, torch threads {torch.get_num_threads()}",
+        "git_commit": _STARTED_AT_COMMIT,
+        "device": describe(device or torch.device("cpu")),
+    }
