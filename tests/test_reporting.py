@@ -119,3 +119,20 @@ def test_the_noise_claims_are_decided_for_both_datasets():
     prone = {c["claim"]: c["verdict"] for c in qualitative_claims(rows_of(*full), "fashion") if "less robust" in c["claim"]}
     assert list(prone.values()) == ["fails", "holds"]  # normalised: 80 < 85 at 90 %; pixel: 40 > 30 everywhere
     assert not [c for c in qualitative_claims(rows_of(*full), "mnist") if "less robust" in c["claim"]]
+
+
+def test_the_cascade_saving_compares_per_image_costs_at_each_radius():
+    from clipbook.repro.reporting import cascade_saving
+    r = {"name": "x", "robust": {
+        "eps": [2.0, 0.5], "n": 500, "attacks_n": 100,
+        "attacks_wall_s": {"a": [1.0, 2.0], "b": [3.0, 4.0]},  # 100 images: 4 s and 6 s in all
+        "cascade": [[{"attack": "clean", "attacked": 500, "accuracy": 90.0, "wall_s": 0.0},
+                     {"attack": "a", "attacked": 450, "accuracy": 10.0, "wall_s": 5.0},
+                     {"attack": "b", "attacked": 50, "accuracy": 8.0, "wall_s": 5.0}],
+                    [{"attack": "clean", "attacked": 500, "accuracy": 90.0, "wall_s": 0.0},
+                     {"attack": "a", "attacked": 450, "accuracy": 80.0, "wall_s": 10.0},
+                     {"attack": "b", "attacked": 400, "accuracy": 70.0, "wall_s": 20.0}]]}}
+    s = cascade_saving(r)
+    assert [x["each attack on every image [s]"] for x in s] == [20.0, 30.0]  # scaled from 100 to 500 images
+    assert [x["saving"] for x in s] == [2.0, 1.0] and s[0]["worst case [%]"] == 8.0
+    assert cascade_saving({"name": "y", "robust": {"eps": [2.0]}}) == []
