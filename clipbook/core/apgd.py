@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .l2 import flat_norms, per_sample, shrink_into_ball, uniform_on_sphere
 from .models import eval_mode
 
 LOSSES = ("ce", "dlr")
@@ -37,16 +38,6 @@ Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 # ---------------------------------------------------------------------------------------------- geometry
-
-def _flat_norms(d: torch.Tensor) -> torch.Tensor:
-    """Per-sample L2 norms of ``d`` ``[N, ...]``, shape ``[N]``."""
-    return torch.linalg.vector_norm(d.flatten(1), dim=1)
-
-
-def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape a per-sample ``[N]`` tensor to broadcast against ``like`` ``[N, ...]``."""
-    return v.view(-1, *([1] * (like.ndim - 1)))
-
 
 def _ball_scale(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: float, iters: int) -> torch.Tensor:
     """Largest ``t`` in ``[0, 1]`` with ``||clip(t v, lo, hi)||_2 <= eps`` per row, for rows ``[M, D]`` whose
@@ -95,24 +86,23 @@ def project_l2_box(x: torch.Tensor, delta: torch.Tensor, eps: float, iters: int 
     v, xf = delta.flatten(1), x.flatten(1)
     lo, hi = -xf, 1.0 - xf
     d = torch.minimum(torch.maximum(v, lo), hi)
-    outside = _flat_norms(d) > eps
+    outside = flat_norms(d) > eps
     if bool(outside.all()):
-        d = torch.minimum(torch.maximum(_view(_ball_scale(v, lo, hi, eps, iters), v) * v, lo), hi)
+        d = torch.minimum(torch.maximum(per_sample(_ball_scale(v, lo, hi, eps, iters), v) * v, lo), hi)
     elif bool(outside.any()):
         idx = outside.nonzero().squeeze(1)
         vi, li, hi_i = v[idx], lo[idx], hi[idx]
         t = _ball_scale(vi, li, hi_i, eps, iters)
-        d[idx] = torch.minimum(torch.maximum(_view(t, vi) * vi, li), hi_i)
+        d[idx] = torch.minimum(torch.maximum(per_sample(t, vi) * vi, li), hi_i)
     # guard against rounding: shrinking towards 0 keeps the box (x is in it)
-    d = d * (eps / _flat_norms(d).clamp_min(1e-30)).clamp(max=1.0).unsqueeze(1)
-    return d.view(shape)
+    return shrink_into_ball(d, eps).view(shape)
 
 
 def _random_start(x: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
-    """``x`` plus a uniformly random direction of length ``eps``, projected into box and ball; ``[N, ...]``."""
-    d = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    d = d * _view(eps / _flat_norms(d).clamp_min(1e-30), d)
-    return x + project_l2_box(x, d, eps)
+    """``x`` plus a uniformly random direction of length ``eps`` (:func:`~clipbook.core.l2.uniform_on_sphere`,
+    drawn on ``generator``'s device: APGD's generators live on ``x``'s device), projected into box and ball;
+    ``[N, ...]``."""
+    return x + project_l2_box(x, uniform_on_sphere(x, eps, generator), eps)
 
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -207,7 +197,7 @@ def _broken(logits: torch.Tensor, y: torch.Tensor, goal: torch.Tensor | None) ->
 
 def _step(s: _State, eps: float, first: bool) -> torch.Tensor:
     """Algorithm 1's update: ``z = P(x + eta g/||g||)``, ``x' = P(x + a (z - x) + (1 - a)(x - x_prev))``."""
-    g = s.grad * _view(s.eta / _flat_norms(s.grad).clamp_min(1e-30), s.grad)
+    g = s.grad * per_sample(s.eta / flat_norms(s.grad).clamp_min(1e-30), s.grad)
     z = s.x + project_l2_box(s.x, s.cur + g - s.x, eps)
     if first:
         return z
@@ -221,7 +211,7 @@ def _checkpoint(s: _State, since: int, rho: float) -> None:
     cond2 = (s.ckpt_eta == s.eta) & (s.ckpt_best == s.best_loss)
     red = cond1 | cond2
     s.eta = torch.where(red, s.eta / 2, s.eta)
-    m = _view(red, s.cur)
+    m = per_sample(red, s.cur)
     s.cur = torch.where(m, s.best, s.cur)
     s.prev = torch.where(m, s.best, s.prev)  # no momentum across the restart
     s.grad = torch.where(m, s.best_grad, s.grad)
@@ -261,8 +251,8 @@ def apgd_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, los
         s.n_up += (f_new > s.loss).to(s.n_up.dtype)
         s.prev, s.cur, s.grad, s.loss = s.cur, new, g_new, f_new
         up = f_new > s.best_loss
-        s.best = torch.where(_view(up, new), new, s.best)
-        s.best_grad = torch.where(_view(up, new), g_new, s.best_grad)
+        s.best = torch.where(per_sample(up, new), new, s.best)
+        s.best_grad = torch.where(per_sample(up, new), g_new, s.best_grad)
         s.best_loss = torch.where(up, f_new, s.best_loss)
         _record(s, logits, goal, out, broken)
         if k + 1 in ws:

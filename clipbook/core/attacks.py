@@ -3,8 +3,10 @@
 Images are ``[N, C, H, W]`` tensors in ``[0, 1]``; every attack returns images in ``[0, 1]``. An *attack* is
 any callable ``attack(model, x, y, active=None) -> x_adv`` with a ``name`` (``active`` ``[N]``, bool: attack
 only those samples, return the others unchanged): :class:`PaperPGD`, :class:`L2PGD`, and the
-APGD attacks of :mod:`clipbook.core.apgd`. Random draws use CPU generators and move to ``x``'s device, so a seed
-gives the same perturbation on every device.
+APGD attacks of :mod:`clipbook.core.apgd`. The random draws of this module (the noise, :class:`L2PGD`'s random
+starts) come from CPU generators and move to ``x``'s device, so a seed gives the same perturbation on every
+device; APGD draws on ``x``'s device instead (a seed gives other numbers on a GPU than on the CPU). The L2
+geometry (norms, the ball, random points in it) is :mod:`clipbook.core.l2`.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .l2 import flat_norms, gaussian, per_sample, shrink_into_ball, uniform_in_ball
 from .models import eval_mode
 
 
@@ -33,35 +36,30 @@ def gaussian_noise(x: torch.Tensor, std: float = 1.0, generator: torch.Generator
     if space not in NOISE_SPACES:
         raise ValueError(f"unknown noise space {space!r}; choose one of {NOISE_SPACES}")
     scale = std if space == "pixel" else std * data_std
-    noisy = x + scale * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    noisy = x + scale * gaussian(x, generator)
     return noisy.clamp_(0.0, 1.0) if clip else noisy
-
-
-def _norms(d: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(d.flatten(1), dim=1).view(-1, *([1] * (d.ndim - 1)))
 
 
 def project(x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
     """Make ``x + delta`` feasible: clip it to the box [0, 1], then scale ``delta`` into the L2 ball of
     radius ``eps``. Scaling towards ``x`` (which is in the box) keeps the point in the box, so the result
-    lies in both sets. Returns the new ``delta``."""
+    lies in both sets (not the nearest such point in general: that is :func:`clipbook.core.apgd.project_l2_box`).
+    Shapes ``[N, ...]``; returns the new ``delta``."""
     d = (x + delta).clamp_(0.0, 1.0).sub_(x)  # in place on a fresh tensor: the same arithmetic, fewer buffers
-    return d.mul_(torch.clamp(eps / _norms(d).clamp_min(1e-12), max=1.0))
+    return shrink_into_ball(d, eps, inplace=True)
 
 
 def _random_start(x: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
-    d = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-    d = d / _norms(d).clamp_min(1e-12)
-    dim = x[0].numel()
-    r = torch.rand((len(x),) + (1,) * (x.ndim - 1), generator=generator, dtype=x.dtype).to(x.device) ** (1.0 / dim)
-    return project(x, d * r * eps, eps)
+    """A start ``delta`` ``[N, ...]``: uniform in the ball of radius ``eps`` (drawn on ``generator``'s device), made
+    feasible by :func:`project`."""
+    return project(x, uniform_in_ball(x, eps, generator), eps)
 
 
 def pgd_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, eps: float, alpha: float,
              variant: str = "sign") -> torch.Tensor:
     """One step of eq. (13): ``delta <- P(delta + alpha * sign(grad))`` (``variant="sign"``), or the standard
     L2 step ``alpha * grad / ||grad||`` (``"normalized"``); ``P`` is :func:`project`. Returns the new delta."""
-    step = grad.sign() if variant == "sign" else grad / _norms(grad).clamp_min(1e-12)
+    step = grad.sign() if variant == "sign" else grad / per_sample(flat_norms(grad).clamp_min(1e-12), grad)
     return project(x, step.mul_(alpha).add_(delta), eps)  # alpha * step + delta, without extra buffers
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .l2 import gaussian
+
 DATASETS = ("mnist", "fashion")
 DATA_ENV = "CLIPBOOK_DATA"
 _FOLDERS = {"mnist": "MNIST", "fashion": "FashionMNIST"}
@@ -136,7 +138,7 @@ def noisy_pairs(x: torch.Tensor, noise: float, generator: torch.Generator | None
     """Pairs ``(x, x + noise * N(0, 1))``: the paper's "images and their noisy versions". Shapes as ``x``."""
     if noise <= 0:
         raise ValueError(f"noise must be > 0 so that the pairs differ, got {noise}")
-    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) * noise
+    eps = gaussian(x, generator) * noise
     return x.clone(), x + eps
 
 

@@ -17,13 +17,11 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .l2 import flat_norms as _flat_norm, per_sample as _expand  # per-sample L2 norms [N]; [N] -> [N, 1, ...]
+
 #: Pairs closer than this (Euclidean distance) are not moved closer by Algorithm 1: below it the
 #: float32 difference f(x) - f(x') is dominated by rounding and the quotient is meaningless.
 MIN_PAIR_DISTANCE = 1e-4
-
-
-def _flat_norm(t: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(t.flatten(1), dim=1)
 
 
 def difference_quotients(model: nn.Module, x: torch.Tensor, x_prime: torch.Tensor,
@@ -69,10 +67,6 @@ def _as_step_sizes(tau: float | torch.Tensor, n: int) -> torch.Tensor:
     if not bool((tau > 0).all()):
         raise ValueError("step sizes tau must be > 0")
     return tau
-
-
-def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (like.ndim - 1)))
 
 
 def ascent_step(x: torch.Tensor, x_prime: torch.Tensor, grad_x: torch.Tensor, grad_xp: torch.Tensor,

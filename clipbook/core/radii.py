@@ -26,17 +26,10 @@ import torch
 from torch import nn
 
 from .evaluation import predict
+from .l2 import flat_norms, per_sample
 from .models import eval_mode
 
 ATTACKS = ("ddn", "deepfool", "fmn")
-
-
-def _flat_norm(t: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(t.flatten(1), dim=1)
-
-
-def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (like.ndim - 1)))
 
 
 def _make_attack(name: str, steps: int):
@@ -79,12 +72,12 @@ def shorten_on_segment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv
     ok = ~torch.isnan(hi)
     for _ in range(steps):
         mid = (lo + hi) / 2
-        cand = x + _expand(torch.nan_to_num(mid), x) * d
+        cand = x + per_sample(torch.nan_to_num(mid), x) * d
         f = _fooled(model, cand, y) & ok
         hi = torch.where(f, mid, hi)
         lo = torch.where(ok & ~f, mid, lo)
     s = torch.where(ok, hi, torch.ones_like(hi))
-    return x + _expand(s, x) * d
+    return x + per_sample(s, x) * d
 
 
 def minimum_norm_adversarials(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -123,7 +116,7 @@ def _verified_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: t
     """``||x_adv - x||_2`` where ``x_adv`` is misclassified and inside ``bounds``, else ``+inf``; ``[N]``."""
     inside = ((x_adv >= bounds[0]) & (x_adv <= bounds[1])).flatten(1).all(1)
     ok = _fooled(model, x_adv, y) & inside
-    dist = _flat_norm((x_adv - x).double()).float()
+    dist = flat_norms((x_adv - x).double()).float()
     return torch.where(ok, dist, torch.full_like(dist, math.inf))
 
 
