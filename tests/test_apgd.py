@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipbook.core.apgd import APGD, APGD_CE, APGD_T, checkpoints, dlr_loss, project_l2_box
+from clipbook.core.apgd import APGD, checkpoints, dlr_loss, project_l2_box
 from clipbook.core.attacks import pgd_l2
 
 
@@ -117,7 +117,8 @@ def test_project_l2_box_keeps_images_shape_and_feasible_points():
 # ------------------------------------------------------------------------------------------ feasibility
 
 
-@pytest.mark.parametrize("make", [APGD_CE, lambda e: APGD(e, loss="dlr"), lambda e: APGD_T(e, 3)],
+@pytest.mark.parametrize("make", [lambda e: APGD(e, loss="ce"), lambda e: APGD(e, loss="dlr"),
+                                  lambda e: APGD(e, loss="dlr", targeted=True, n_target_classes=3)],
                          ids=["ce", "dlr", "t"])
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.5, 2.0, 50.0])
 def test_outputs_stay_in_box_and_ball(blob_model, make, eps):
@@ -135,7 +136,7 @@ def test_outputs_stay_in_box_and_ball(blob_model, make, eps):
 def test_works_on_flat_inputs_and_restores_training_mode():
     lin, x, y, _ = _linear(4)
     model = nn.Sequential(lin, nn.Dropout(0.5)).train()
-    adv = APGD_CE(0.2, steps=10)(model, x[:20], y[:20])
+    adv = APGD(0.2, loss="ce", steps=10)(model, x[:20], y[:20])
     assert adv.shape == (20, 20) and model.training
 
 
@@ -149,17 +150,17 @@ def _broken(model, x, y, attack):
 def test_success_never_decreases_with_restarts_and_target_classes(blob_model):
     model, x, y = blob_model
     x, y = x[:80], y[:80]
-    one = _broken(model, x, y, APGD_CE(1.0, steps=10, restarts=1))
-    three = _broken(model, x, y, APGD_CE(1.0, steps=10, restarts=3))
+    one = _broken(model, x, y, APGD(1.0, loss="ce", steps=10, restarts=1))
+    three = _broken(model, x, y, APGD(1.0, loss="ce", steps=10, restarts=3))
     assert (three >= one).all()
-    t1 = _broken(model, x, y, APGD_T(1.0, n_target_classes=1, steps=10))
-    t3 = _broken(model, x, y, APGD_T(1.0, n_target_classes=3, steps=10))
+    t1 = _broken(model, x, y, APGD(1.0, loss="dlr", targeted=True, n_target_classes=1, steps=10))
+    t3 = _broken(model, x, y, APGD(1.0, loss="dlr", targeted=True, n_target_classes=3, steps=10))
     assert (t3 >= t1).all()
 
 
 def test_accuracy_never_increases_with_more_steps(blob_model):
     model, x, y = blob_model
-    accs = [_acc(model, APGD_CE(1.0, steps=s, random_start=False)(model, x, y), y) for s in (0, 3, 10, 30, 100)]
+    accs = [_acc(model, APGD(1.0, loss="ce", steps=s, random_start=False)(model, x, y), y) for s in (0, 3, 10, 30, 100)]
     assert accs[0] == pytest.approx(_acc(model, x, y))
     assert accs == sorted(accs, reverse=True)
     assert accs[-1] < accs[0] - 0.05
@@ -182,7 +183,7 @@ def test_step_size_halving_converges_to_an_interior_maximum():
     g = torch.Generator().manual_seed(0)
     x = 0.5 + 0.1 * torch.rand(8, 10, generator=g)
     c = x + 0.1 * torch.randn(8, 10, generator=g) / 10 ** 0.5           # ||c - x|| ~ 0.1 < eps
-    adv = APGD_CE(0.3, steps=100)(_Bowl(c), x, torch.zeros(8, dtype=torch.long))
+    adv = APGD(0.3, loss="ce", steps=100)(_Bowl(c), x, torch.zeros(8, dtype=torch.long))
     assert _norms(adv - c).max() < 2e-3  # eta halved from 0.6 to ~0.002; a fixed eta stays ~0.05 away
 
 
@@ -193,17 +194,18 @@ def test_step_size_halving_converges_to_an_interior_maximum():
 def test_apgd_ce_at_least_as_strong_as_sign_pgd(blob_model, eps):
     model, x, y = blob_model
     sign = _acc(model, pgd_l2(model, x, y, eps=eps, alpha=0.25, steps=100, variant="sign"), y)
-    apgd = _acc(model, APGD_CE(eps)(model, x, y), y)
+    apgd = _acc(model, APGD(eps, loss="ce")(model, x, y), y)
     assert apgd <= sign
     if eps == 2.0:
         assert apgd < sign - 0.05  # not just a tie: the sign step is far from the L2 steepest ascent
 
 
 @pytest.mark.parametrize("k,make,slack", [
-    (2, APGD_CE, 0.99),
-    (5, APGD_CE, 0.95),  # CE can trade the nearest boundary for several farther ones: a known CE weakness
+    (2, lambda e: APGD(e, loss="ce"), 0.99),
+    # CE can trade the nearest boundary for several farther ones: a known CE weakness
+    (5, lambda e: APGD(e, loss="ce"), 0.95),
     (5, lambda e: APGD(e, loss="dlr"), 0.99),
-    (5, APGD_T, 0.99),
+    (5, lambda e: APGD(e, loss="dlr", targeted=True), 0.99),
 ], ids=["ce-binary", "ce", "dlr", "t"])
 def test_linear_model_known_minimal_perturbation(k, make, slack):
     """Success exactly for the samples whose closed-form distance to the decision boundary is < eps."""
@@ -256,7 +258,7 @@ def test_targeted_attack_reaches_the_target_class_exactly_when_possible(loss, sl
 
 def test_apgd_t_breaks_easy_cases():
     lin, x, y, dstar = _linear(5, n=100, seed=3)
-    adv = APGD_T(0.3, n_target_classes=4)(lin, x, y)
+    adv = APGD(0.3, loss="dlr", targeted=True, n_target_classes=4)(lin, x, y)
     assert (_pred(lin, adv) != y)[dstar < 0.25].all()
 
 
@@ -264,17 +266,18 @@ def test_apgd_t_breaks_easy_cases():
 
 
 def test_names_fields_and_validation():
-    assert APGD_CE(1.0).name == "apgd-ce" and APGD_T(1.0).name == "apgd-t"
-    assert APGD(1.0, loss="dlr").name == "apgd-dlr"
-    assert APGD_T(1.0).n_target_classes == 9 and APGD_T(1.0).loss == "dlr" and APGD_T(1.0).targeted
+    apgd_t = APGD(1.0, loss="dlr", targeted=True)  # AutoAttack's APGD-T, as the strong attacks configure it
+    assert APGD(1.0, loss="ce").name == "apgd-ce" and apgd_t.name == "apgd-t"
+    assert APGD(1.0, loss="dlr").name == "apgd-dlr" and APGD(1.0, loss="ce", targeted=True).name == "apgd-t-ce"
+    assert apgd_t.n_target_classes == 9 and APGD(1.0).loss == "ce" and not APGD(1.0).targeted
     with pytest.raises(Exception):
-        APGD_CE(1.0).eps = 2.0  # frozen
+        APGD(1.0, loss="ce").eps = 2.0  # frozen
     for bad in (dict(eps=-1.0), dict(eps=1.0, loss="l1"), dict(eps=1.0, restarts=0), dict(eps=1.0, rho=2.0)):
         with pytest.raises(ValueError):
             APGD(**bad)
     lin, x, y, _ = _linear(2)
     with pytest.raises(ValueError, match="classes"):
-        APGD_T(0.1)(lin, x, y)
+        APGD(0.1, loss="dlr", targeted=True)(lin, x, y)
     with pytest.raises(ValueError, match="classes"):
         dlr_loss(torch.randn(3, 2), torch.tensor([0, 1, 0]))
 
@@ -288,8 +291,8 @@ def test_dlr_is_shift_and_scale_invariant():
 
 def test_seeded_and_reproducible(blob_model):
     model, x, y = blob_model
-    a = APGD_CE(1.0, steps=5, seed=3)(model, x[:40], y[:40])
-    b = APGD_CE(1.0, steps=5, seed=3)(model, x[:40], y[:40])
+    a = APGD(1.0, loss="ce", steps=5, seed=3)(model, x[:40], y[:40])
+    b = APGD(1.0, loss="ce", steps=5, seed=3)(model, x[:40], y[:40])
     assert torch.equal(a, b)
 
 
@@ -298,7 +301,7 @@ def test_runs_on_the_inputs_device(blob_model):
     model, x, y = blob_model
     model = model.cuda()
     try:
-        adv = APGD_T(1.0, n_target_classes=2, steps=10)(model, x.cuda(), y.cuda())
+        adv = APGD(1.0, loss="dlr", targeted=True, n_target_classes=2, steps=10)(model, x.cuda(), y.cuda())
         assert adv.device.type == "cuda"
         assert _norms(adv - x.cuda()).max() <= 1.0 + 1e-5
     finally:
@@ -329,7 +332,7 @@ def test_cross_check_with_torchattacks(blob_model):
         return torchattacks.APGD(model, norm="L2", eps=1.0, steps=100, loss="ce", seed=0)
 
     attack = _usable(build)
-    ours = _acc(model, APGD_CE(1.0)(model, x, y), y)
+    ours = _acc(model, APGD(1.0, loss="ce")(model, x, y), y)
     theirs = _acc(model, attack(x, y), y)
     assert ours <= theirs + 0.03
 
@@ -344,7 +347,7 @@ def test_cross_check_with_autoattack(blob_model):
 
     adversary = _usable(build)
     theirs = _acc(model, adversary.run_standard_evaluation(x, y, bs=len(x)), y)
-    ours = _acc(model, APGD_CE(1.0)(model, x, y), y)
+    ours = _acc(model, APGD(1.0, loss="ce")(model, x, y), y)
     assert ours <= theirs + 0.03
 
 

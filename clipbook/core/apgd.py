@@ -388,13 +388,3 @@ class APGD:
                 best_loss[idx[better]] = f[better]
                 remaining[idx[hit]] = False
         return out
-
-
-def APGD_CE(eps: float, **kwargs) -> APGD:
-    """APGD on the cross-entropy loss (AutoAttack's first attack): ``name == "apgd-ce"``."""
-    return APGD(eps, loss="ce", targeted=False, **kwargs)
-
-
-def APGD_T(eps: float, n_target_classes: int = 9, **kwargs) -> APGD:
-    """APGD-T: targeted DLR loss, one run per top non-true class (AutoAttack's second attack)."""
-    return APGD(eps, loss="dlr", targeted=True, n_target_classes=n_target_classes, **kwargs)
