@@ -1,7 +1,9 @@
 """Where computations run: one ``device`` setting (``auto``: CUDA, then Apple MPS, then the CPU).
 
-Random draws always come from CPU generators and are moved to the device, so a seed gives the same draws
-everywhere; results are bit-identical run to run on the CPU. On a GPU, cuDNN/cuBLAS kernels may pick
+Random draws come from CPU generators and are moved to the device (shuffling, pairs, noise, L2 PGD's random
+starts), so a seed gives the same draws everywhere; the exception is APGD (:mod:`clipbook.core.apgd`), whose
+generators live on the inputs' device, so its random starts on a GPU differ from those on the CPU for the same
+seed. Results are bit-identical run to run on the CPU. On a GPU, cuDNN/cuBLAS kernels may pick
 non-deterministic algorithms, so the last digits of losses, and through them lambda's path, can differ
 between runs.
 """
