@@ -62,11 +62,8 @@ def test_retrain_button_trains_and_shows_a_panel(tiny_path, monkeypatch):
 def test_figures_build_from_stored_shapes(tiny_path):
     assert plots.fig2(tiny_path).axes and plots.lambda_path_plot(tiny_path).axes
     art = {"x": torch.rand(3, 1, 28, 28), "x_adv": torch.rand(3, 1, 28, 28), "y": torch.tensor([0, 1, 2]),
-           "p_clean": torch.softmax(torch.randn(3, 10), 1), "p_adv": torch.softmax(torch.randn(3, 10), 1),
-           "fig1_before": torch.rand(2, 1, 28, 28), "fig1_after": torch.rand(2, 1, 28, 28),
-           "fig1_p_before": torch.softmax(torch.randn(2, 10), 1), "fig1_p_after": torch.softmax(torch.randn(2, 10), 1)}
+           "p_clean": torch.softmax(torch.randn(3, 10), 1), "p_adv": torch.softmax(torch.randn(3, 10), 1)}
     assert len(plots.adversarial_examples(art, "fashion", n=3).axes) == 6
-    assert len(plots.fig1(art, "mnist").axes) == 4
 
 
 def test_styled_formats_every_float_column_once():

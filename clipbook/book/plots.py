@@ -170,17 +170,6 @@ def image_grid(images: torch.Tensor, titles: Sequence[str], rows: int = 1, size:
     return fig
 
 
-def fig1(art: dict[str, torch.Tensor], dataset: str) -> plt.Figure:
-    """Fig. 1: a pair before and after adversarial updates, with each image's top class and confidence."""
-    imgs = torch.cat([art["fig1_before"], art["fig1_after"]])
-    probs = torch.cat([art["fig1_p_before"], art["fig1_p_after"]])
-    titles = []
-    for k, p in enumerate(probs):
-        c = int(p.argmax())
-        titles.append(f"{'before' if k < 2 else 'after'}: {class_name(dataset, c)} {100 * p[c]:.0f}%")
-    return image_grid(imgs, titles, rows=1, size=2.0)
-
-
 def adversarial_examples(art: dict[str, torch.Tensor], dataset: str, n: int = 6) -> plt.Figure:
     """Clean test images (top) and their PGD adversarials at eps = 2 (bottom) with predictions."""
     imgs = torch.cat([art["x"][:n], art["x_adv"][:n]])

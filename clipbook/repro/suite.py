@@ -15,7 +15,7 @@ from ..core.certify import certified_accuracy, certified_radii
 from ..core.data import ClassificationSplit
 from ..core.evaluation import accuracy, attack_accuracy, correct, noise_accuracy, predict, robust_mask
 from .experiments import EvalBudget
-from ..core.lipschitz import difference_quotients, jacobian_norm_lower_bound, search_lipschitz_pairs
+from ..core.lipschitz import jacobian_norm_lower_bound, search_lipschitz_pairs
 from ..core.tasks import ClassificationTask
 
 #: Radii of the robustness curves and of the certified-accuracy curve.
@@ -133,36 +133,15 @@ def certificates(model: nn.Module, split: ClassificationSplit, upper: float) -> 
             "median_certified_radius": radii.median().item()}
 
 
-def fig1_pair(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 200, tau: float = 1.0) -> dict[str, torch.Tensor]:
-    """The two most confidently and correctly classified images of different classes among ``x``, before and
-    after ``steps`` updates of Algorithm 1 of the pair, with class probabilities and quotients."""
-    p = predict(model, x).softmax(1)
-    conf = torch.where(p.argmax(1) == y, p.max(1).values, torch.full_like(p[:, 0], -1.0))
-    i = int(conf.argmax())
-    other = torch.where(y != y[i], conf, torch.full_like(conf, -1.0))
-    j = int(other.argmax())
-    if conf[i] < 0 or other[j] < 0:
-        raise ValueError("fig1_pair: need two correctly classified candidates of different classes")
-    a, b = x[i:i + 1], x[j:j + 1]
-    found = search_lipschitz_pairs(model, a, b, steps=steps, tau=tau)
-    return {"fig1_before": torch.cat([a, b]), "fig1_after": torch.cat([found.x, found.x_prime]),
-            "fig1_labels": torch.stack([y[i], y[j]]),
-            "fig1_p_before": predict(model, torch.cat([a, b])).softmax(1),
-            "fig1_p_after": predict(model, torch.cat([found.x, found.x_prime])).softmax(1),
-            "fig1_quotient_before": difference_quotients(model, a, b).detach(),
-            "fig1_quotient_after": found.quotients}
-
-
 def artifacts(model: nn.Module, split: ClassificationSplit, seed: int = 0, n_examples: int = 8) -> dict[str, torch.Tensor]:
     """Small CPU tensors for the book's figures: test images, their adversarials under eq. (13) PGD and under
-    APGD-CE at eps = 2, the class probabilities of each, and the Fig. 1 pair."""
+    APGD-CE at eps = 2, and the class probabilities of each (Fig. 1 is :mod:`clipbook.repro.fig1`'s)."""
     from ..core.apgd import APGD
     x, y = split.x_test[:n_examples], split.y_test[:n_examples]
     adv = PaperPGD()(model, x, y)
     strong = APGD(eps=protocol.EPS, loss="ce", seed=seed)(model, x, y)
     out = {"x": x, "y": y, "x_adv": adv, "x_strong": strong, "p_clean": predict(model, x).softmax(1),
            "p_adv": predict(model, adv).softmax(1), "p_strong": predict(model, strong).softmax(1)}
-    out.update(fig1_pair(model, split.x_test[:200], split.y_test[:200]))
     # clone: a saved slice would otherwise carry the whole test set's storage with it
     return {k: v.detach().cpu().clone() for k, v in out.items()}
 
