@@ -284,10 +284,11 @@ class APGD:
     of ``restarts`` restarts on the targeted loss (targeted DLR, or ``-CE`` to the target for ``"ce"``).
     ``steps`` gradient steps per run (one forward and backward pass each, plus one at the start), ``rho``
     the checkpoint threshold of condition 1, ``random_start`` starts each run at a random point of the
-    sphere of radius ``eps`` (projected into the box), drawn from a generator seeded by ``seed`` on
-    ``x.device``. Samples are attacked in chunks of ``batch_size``. Runs after the first attack only the
-    samples still classified correctly; a sample broken once stays broken (its first misclassified
-    iterate is returned), otherwise its highest-loss iterate is returned.
+    sphere of radius ``eps`` (projected into the box), drawn on ``x.device`` (not a CPU generator: the same
+    ``seed`` gives other starts on a GPU than on the CPU). Samples are attacked in chunks of ``batch_size``,
+    chunk ``k`` with its own generator seeded ``seed + k``, each start drawn for the whole chunk. Runs after
+    the first attack only the samples still classified correctly; a sample broken once stays broken (its
+    first misclassified iterate is returned), otherwise its highest-loss iterate is returned.
     """
 
     eps: float
