@@ -136,3 +136,19 @@ def test_the_cascade_saving_compares_per_image_costs_at_each_radius():
     assert [x["each attack on every image [s]"] for x in s] == [20.0, 30.0]  # scaled from 100 to 500 images
     assert [x["saving"] for x in s] == [2.0, 1.0] and s[0]["worst case [%]"] == 8.0
     assert cascade_saving({"name": "y", "robust": {"eps": [2.0]}}) == []
+
+
+def test_parameter_settling_reports_when_the_parameter_moved_and_whether_accuracy_reached_the_target():
+    from clipbook.repro.reporting import parameter_settling
+    def run(lams, accs):
+        return {"name": "x", "method": "clip", "target": 0.9,
+                "history": [{"epoch": i + 1, "lam": v, "mu": 0.0, "train_acc": a} for i, (v, a) in enumerate(zip(lams, accs))]}
+    s = parameter_settling(run([0, 0, 0.5, 1.0, 1.1, 1.0], [95, 93, 91, 90.2, 89.8, 90.1]), last=3)
+    assert s["on target"] and s["first epoch > 0"] == 3 and s["end value"] == "1" and s["last 3 epochs"] == "1 – 1.1"
+    assert abs(s["train acc, last 3 epochs [%]"] - 90.0333) < 1e-3
+    assert not parameter_settling(run([0, 0.1, 0.2, 0.3], [97, 96, 95, 94]), last=2)["on target"]  # still above
+    assert not parameter_settling(run([0.0] * 4, [90.0] * 4))["on target"]  # on target, but never moved
+    mu = parameter_settling({"name": "y", "method": "weight_reg", "target": 0.9,
+                             "history": [{"epoch": 1, "lam": 0, "mu": 0.0, "train_acc": 92.0},
+                                         {"epoch": 2, "lam": 0, "mu": 1e-3, "train_acc": 90.5}]}, last=1)
+    assert mu["parameter"] == "μ" and mu["first epoch > 0"] == 2 and mu["on target"]

@@ -227,3 +227,23 @@ def cascade_saving(r: RunResult) -> list[dict[str, Any]]:
                     "attacked by the last attack": steps[-1]["attacked"], "cascade [s]": cascade_s,
                     "each attack on every image [s]": independent_s, "saving": independent_s / cascade_s})
     return out
+
+
+def parameter_settling(r: RunResult, last: int = 5, tolerance: float = 1.0) -> dict[str, Any]:
+    """Whether a run's regularisation parameter (λ for CLIP, μ for weight regularisation) moved and settled within
+    its epochs, from the per-epoch history (values at the end of each epoch): the first epoch where it is > 0, its
+    range over the ``last`` epochs beside its range over the whole run, and the epoch-mean training accuracy of
+    those epochs against the target [%]. ``on target``: it moved, and the last epochs' mean training accuracy is
+    within ``tolerance`` points of the target, which is what the discrepancy principle steers for. The parameter
+    itself settles into a band, not onto a value: the rule moves it by ± dλ or ± dμ every step."""
+    key = "lam" if r["method"] == "clip" else "mu"
+    h = r["history"]
+    vals = [e[key] for e in h]
+    tail = vals[-last:]
+    first = next((e["epoch"] for e in h if e[key] > 0), None)
+    acc = [e["train_acc"] for e in h[-last:]]
+    target = 100 * r["target"]
+    return {"run": r["name"], "parameter": "λ" if key == "lam" else "μ", "first epoch > 0": first,
+            f"last {last} epochs": f"{min(tail):.3g} – {max(tail):.3g}", "whole run": f"{min(vals):.3g} – {max(vals):.3g}",
+            "end value": f"{vals[-1]:.3g}", f"train acc, last {last} epochs [%]": sum(acc) / len(acc), "target [%]": target,
+            "on target": bool(first is not None and abs(sum(acc) / len(acc) - target) <= tolerance)}
