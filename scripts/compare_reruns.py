@@ -1,6 +1,7 @@
 """Compare rerun results with the versions stored at a git commit (issue 18: CPU runs are bit-identical, so the
 selected checkpoint's numbers must reproduce exactly). Prints one line per run and a summary; exit status 1 if
-any Table 1 number or any history value differs.
+any Table 1 number or any history value differs; writes the outcome to RESULTS/reruns_check.json (chapter 6
+quotes it: a reader's clone may lack the history to recompute it).
 
     python scripts/compare_reruns.py [COMMIT] [RESULTS]      (defaults: c9ff779, results)
 """
@@ -16,7 +17,7 @@ KEYS = ("train", "test", "noise", "noise_normalised", "noise_normalised_clipped"
 
 
 def main(commit: str = "c9ff779", results: str = "results") -> int:
-    bad, checked = 0, 0
+    bad, checked, runs = 0, 0, []
     for p in sorted(Path(results).glob("mnist-*-s[0-9].json")):
         new = json.loads(p.read_text())
         if "final" not in new:
@@ -32,11 +33,20 @@ def main(commit: str = "c9ff779", results: str = "results") -> int:
         checked += 1
         ok = not diff and hist
         bad += not ok
+        runs.append({"run": p.stem, "identical": ok, "metrics_differ": diff, "history_identical": hist})
         print(f"{p.stem}: {'identical' if ok else 'DIFFERENT'}"
               + (f" (metrics: {', '.join(diff)})" if diff else "") + ("" if hist else " (history differs)")
               + f"; selected epoch {new['metrics']['best_epoch']}, PGD {new['metrics']['pgd']}, "
                 f"worst {old['robust']['worst'][0]:.1f} -> {new['robust']['worst'][0]:.1f}")
     print(f"{checked} reruns compared with {commit}: {checked - bad} identical, {bad} different")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from clipbook.core.files import write_json_atomic
+    from clipbook.repro.provenance import provenance
+    full = subprocess.run(["git", "rev-parse", commit], capture_output=True, text=True, check=True).stdout.strip()
+    write_json_atomic(Path(results) / "reruns_check.json",
+                      {"compared_with": full, "keys": list(KEYS) + ["history (all but wall times)"], "checked": checked,
+                       "identical": checked - bad, "runs": runs,
+                       "provenance": {**provenance(), "command": "python scripts/compare_reruns.py " + " ".join(sys.argv[1:])}})
     return 1 if bad else 0
 
 
