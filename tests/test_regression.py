@@ -135,11 +135,35 @@ def test_fig1_pair_rule():
           "conf_a": torch.tensor([[1.0] * 3, [0.4, 0.9, 0.25]]), "conf_b": torch.tensor([[1.0] * 3, [0.3, 0.9, 0.2]]),
           "quotient": torch.tensor([[1.0] * 3, [5.0, 9.0, 2.0]])}
     k, reason = choose_pair(tr, ya, yb)
-    assert k == 2 and "swapped" in reason  # both 0 and 2 swapped; 2 ends less confident
+    assert (k, reason) == (2, "passes the caption's test")  # 0 and 2 swapped; only 2 ends below 30 % confidence
+    tr["conf_a"][1, 2] = 0.35
+    k, reason = choose_pair(tr, ya, yb)
+    assert k == 2 and "swapped" in reason  # none passes; both 0 and 2 swapped, 2 ends less confident
     tr["top_a"][1] = torch.tensor([0, 1, 7]); tr["top_b"][1] = torch.tensor([3, 4, 5])
     assert choose_pair(tr, ya, yb)[0] == 2  # only pair 2 left its class
     tr["top_a"][1] = torch.tensor([0, 1, 2])
     assert choose_pair(tr, ya, yb) == (1, "no image left its class; largest end quotient")
+
+
+def test_fig1_caption_test_needs_confident_start_and_a_low_confidence_swap():
+    from clipbook.repro.fig1 import caption_test
+    ya, yb = torch.tensor([0, 0, 0, 0]), torch.tensor([1, 1, 1, 1])
+    tr = {"top_a": torch.tensor([[0, 0, 0, 0], [1, 1, 1, 0]]), "top_b": torch.tensor([[1, 1, 1, 1], [0, 0, 0, 0]]),
+          "conf_a": torch.tensor([[0.95, 0.95, 0.85, 0.95], [0.2, 0.35, 0.2, 0.2]]),
+          "conf_b": torch.tensor([[0.95, 0.95, 0.95, 0.95], [0.2, 0.2, 0.2, 0.2]])}
+    # 0 passes; 1 ends too confident; 2 starts below 90 %; 3's first image did not swap
+    assert caption_test(tr, ya, yb).tolist() == [True, False, False, False]
+
+
+def test_fig1_refuses_a_missing_or_unsuitable_run_in_one_line(tmp_path, capsys):
+    import json
+    from clipbook.repro.fig1 import main
+    assert main(["--run", "fashion-clip90-s0", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fig1: no stored run fashion-clip90-s0") and "\n" not in err
+    (tmp_path / "mnist-clip90-s0.json").write_text(json.dumps({"dataset": "mnist", "method": "clip"}))
+    assert main(["--run", "mnist-clip90-s0", "--results", str(tmp_path)]) == 2
+    assert "needs a Fashion-MNIST CLIP run" in capsys.readouterr().err
 
 
 def test_path_slider_frames_have_both_panels_and_link_client_side():
