@@ -158,3 +158,24 @@ def test_the_ladder_on_a_subset_agrees_with_the_cascade_on_the_same_images(train
     from clipbook.repro.suite import robustness
     rob = robustness(trained_mlp, mnist_split, n=240, seed=2, eps=(1.0,), steps=8, per_attack=80)
     assert rob["attacks_n"] == 80 and rob["worst_independent"] == rob["worst_cascade_subset"]
+
+
+def test_noise_response_tells_a_network_that_gives_noise_one_class():
+    import torch
+    from torch import nn
+    from clipbook.core.evaluation import noise_response
+
+    class Constant(nn.Module):  # logits (0, 3, 0, ...) whatever the input: all noise goes to class 1
+        def forward(self, x):
+            out = torch.zeros(len(x), 4)
+            out[:, 1] = 3.0
+            return out
+
+    x = torch.rand(50, 1, 4, 4)
+    r = noise_response(Constant(), x, std=0.5)
+    assert r["top_class_share"] == 1.0 and r["top_class"] == 1
+    assert r["logit_range_clean"] == r["logit_range_noisy"] == 3.0
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+    torch.manual_seed(0)
+    s = noise_response(lin, x, std=0.5, seed=1)
+    assert 0.25 <= s["top_class_share"] <= 1.0 and s == noise_response(lin, x, std=0.5, seed=1)  # seeded

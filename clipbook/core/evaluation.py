@@ -39,6 +39,22 @@ def noise_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, std: floa
     return accuracy(model, gaussian_noise(x, std, g, **noise), y, batch_size)
 
 
+@torch.no_grad()
+def noise_response(model: nn.Module, x: torch.Tensor, std: float = 1.0, seed: int = 0, batch_size: int = 2000,
+                   **noise) -> dict[str, float]:
+    """How a classifier answers Gaussian noise (:func:`~clipbook.core.attacks.gaussian_noise`, seeded; ``noise``:
+    its space options), beyond its accuracy: ``top_class_share``, the fraction [0, 1] of noisy images given the
+    most frequent class (1: every noisy image gets one class); ``top_class``, that class; and the mean logit
+    range (largest minus smallest logit per image) on the clean and on the noisy images (0: a constant output).
+    ``x``: ``[N, ...]`` images in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    clean, noisy = predict(model, x, batch_size), predict(model, gaussian_noise(x, std, g, **noise), batch_size)
+    counts = torch.bincount(noisy.argmax(1), minlength=noisy.shape[1])
+    spread = lambda z: (z.max(1).values - z.min(1).values).mean().item()
+    return {"top_class_share": counts.max().item() / len(x), "top_class": int(counts.argmax()),
+            "logit_range_clean": spread(clean), "logit_range_noisy": spread(noisy)}
+
+
 def robust_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, batch_size: int = 1000,
                 desc: str | None = None, active: torch.Tensor | None = None) -> torch.Tensor:
     """Per sample ``[N]`` (bool): still classified correctly after ``attack(model, x, y)``, in batches.

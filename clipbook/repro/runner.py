@@ -43,9 +43,13 @@ def load_split(dataset: str, device: torch.device | str = "cpu"):
     return split_lipschitz(load_images(dataset), seed=0).to(device)
 
 
-def load_checkpoint(result: RunResult, results_dir: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The selected model of a stored result (raises FileNotFoundError naming the file and the fix)."""
-    p = checkpoint_path(results_dir, result["name"])
+def load_checkpoint(result: RunResult, results_dir: str | Path, device: torch.device | str = "cpu",
+                    which: str = "selected") -> torch.nn.Module:
+    """The ``which`` model of a stored result, in eval mode: ``"selected"`` (the checkpoint chosen by validation
+    PGD) or ``"final"`` (after the last epoch). Raises FileNotFoundError naming the file and the fix."""
+    if which not in ("selected", "final"):
+        raise ValueError(f"which={which!r}: choose 'selected' or 'final'")
+    p = (checkpoint_path if which == "selected" else final_checkpoint_path)(results_dir, result["name"])
     if not p.exists():
         raise FileNotFoundError(f"no checkpoint {p} for {result['name']}: re-run it with "
                                 f"`python -m clipbook train ... --results {results_dir} --force`")

@@ -1,0 +1,79 @@
+"""How the stored Table 1 networks answer the paper's noise test, beyond their accuracy:
+``python -m clipbook.repro.noise_study [--results results] [--n 1000]``.
+
+For every stored run whose checkpoints are on disk, both networks (the selected checkpoint and the final one) get
+:func:`clipbook.core.evaluation.noise_response` on the first ``n`` test images under the noise of Table 1's
+normalised protocol (σ = 1 in the normalised space, not clipped, seed 0, as :func:`clipbook.repro.suite` measures
+it): the share of noisy images given the most frequent class, that class, and the mean logit range on clean and
+noisy images. A network that is flat around the data gives every noisy image one class with a small logit range.
+
+Stored: ``<results>/noise_response.json`` (one record per run and network, the settings and provenance), written
+atomically; runs without checkpoints (a clone carries the MNIST ones only) are listed as skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.evaluation import accuracy, noise_response
+from ..core.files import write_json_atomic
+from . import protocol
+from .provenance import provenance
+from .runner import load_checkpoint, load_split
+from .storage import checkpoint_path, final_checkpoint_path, load_results
+
+
+def noise_study(results_dir: str | Path = "results", n: int = 1000, command: str = "") -> dict[str, Any]:
+    """Measure every stored run's networks (see the module docstring); writes and returns the record."""
+    torch.set_num_threads(1)
+    t0, results_dir = time.perf_counter(), Path(results_dir)
+    records, skipped, splits = [], [], {}
+    for r in load_results(results_dir):
+        which = [w for w, path in (("selected", checkpoint_path), ("final", final_checkpoint_path))
+                 if path(results_dir, r["name"]).exists()]
+        if not which:
+            skipped.append(r["name"])
+            continue
+        ds = r["dataset"]
+        if ds not in splits:
+            splits[ds] = load_split(ds)
+        x, y = splits[ds].x_test[:n], splits[ds].y_test[:n]
+        for w in which:
+            model = load_checkpoint(r, results_dir, which=w)
+            resp = noise_response(model, x, protocol.SIGMA, seed=0, space="normalised",
+                                  data_std=protocol.NORMALISATION[ds][1], clip=False)
+            records.append({"run": r["name"], "row": r["row"], "dataset": ds, "method": r["method"], "seed": r["seed"],
+                            "network": w, "clean_accuracy": 100 * accuracy(model, x, y), **resp})
+    out = {"n": n, "sigma": protocol.SIGMA, "space": "normalised", "clip": False, "noise_seed": 0,
+           "records": records, "skipped": skipped,
+           "provenance": {**provenance(), "command": command, "wall_s": time.perf_counter() - t0}}
+    write_json_atomic(results_dir / "noise_response.json", out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m clipbook.repro.noise_study", description=__doc__.splitlines()[0])
+    p.add_argument("--results", type=Path, default=Path("results"), help="the stored runs (default: %(default)s)")
+    p.add_argument("--n", type=int, default=1000, help="test images per network (default: %(default)s)")
+    args = p.parse_args(argv)
+    if args.n < 1:
+        print(f"noise_study: --n must be at least 1, got {args.n}", file=sys.stderr)
+        return 2
+    if not args.results.is_dir():
+        print(f"noise_study: no results folder {args.results}: pass --results", file=sys.stderr)
+        return 2
+    command = "python -m clipbook.repro.noise_study " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    out = noise_study(args.results, args.n, command.strip())
+    print(f"{len(out['records'])} networks measured, {len(out['skipped'])} runs without checkpoints skipped "
+          f"({out['provenance']['wall_s']:.0f} s) -> {args.results / 'noise_response.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
