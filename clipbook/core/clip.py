@@ -129,7 +129,7 @@ def recover_pair_gradients(terms: ClipTerms) -> tuple[torch.Tensor, torch.Tensor
     coef = torch.full((len(px),), PROBE, device=px.device)
     coef[imax] += lam if p == 1 else lam * p * terms.q[imax].item() ** (p - 1)
     c = coef.view(-1, *([1] * (px.ndim - 1)))
-    return px.grad / c, pxp.grad / c
+    return px.grad.div_(c), pxp.grad.div_(c)  # the leaves' own buffers: one copy fewer each
 
 
 class CLIP:
@@ -291,10 +291,10 @@ class CLIP:
             gx, gxp = recover_pair_gradients(terms)
             window.advance(terms.q.detach(), gx, gxp, self.tau_factor)
         else:
-            window.q = terms.q.detach()
+            window.q.copy_(terms.q.detach())
         if idx is None:
             self.pool = window
-        else:
+        elif isinstance(idx, torch.Tensor):  # a gathered window; a slice's views were written in place
             self.pool.assign(idx, window)
         self._pending = None
 

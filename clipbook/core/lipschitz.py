@@ -59,7 +59,7 @@ class AdversarialStep(NamedTuple):
 
 
 def _as_step_sizes(tau: float | torch.Tensor, n: int) -> torch.Tensor:
-    tau = torch.as_tensor(tau, dtype=torch.float32)
+    tau = torch.as_tensor(tau, dtype=torch.float32).clone()  # own copy: PairState adapts it in place
     if tau.ndim == 0:
         tau = tau.expand(n).clone()
     if tau.shape != (n,):
@@ -90,6 +90,16 @@ def accepted(q_new: torch.Tensor, q_old: torch.Tensor, strict: bool = True) -> t
     return ~(q_new < q_old)
 
 
+def _put_rows(dst: torch.Tensor, rows: torch.Tensor, src: torch.Tensor) -> None:
+    """``dst[i] = src[i]`` in place for the rows where ``rows`` ``[n]`` (bool) holds: the values of
+    ``torch.where(rows, src, dst)`` (copies, so bit for bit), without its slow broadcast kernel on the CPU."""
+    i = rows.nonzero().squeeze(1)
+    if len(i) == len(rows):
+        dst.copy_(src)
+    elif len(i):
+        dst.index_copy_(0, i, src.index_select(0, i))
+
+
 @dataclass
 class PairState:
     """Pairs of X_Lip with their Algorithm 1 state, all ``[n, ...]`` tensors: the ONE implementation of
@@ -118,7 +128,8 @@ class PairState:
     @classmethod
     def start(cls, x: torch.Tensor, x_prime: torch.Tensor, tau: float | torch.Tensor = 1.0) -> "PairState":
         """Pairs at their starting positions, step size ``tau`` (a float or ``[n]``, > 0), nothing proposed
-        (own copies of the positions: :meth:`assign` writes the fields one by one, so none may share storage)."""
+        (own copies of everything: :meth:`judge`, :meth:`propose` and :meth:`assign` write the fields in place, so none
+        may share storage with another or with the caller's tensors)."""
         if x.shape != x_prime.shape:
             raise ValueError(f"x and x_prime must have the same shape, got {tuple(x.shape)} and {tuple(x_prime.shape)}")
         n = len(x)
@@ -131,8 +142,8 @@ class PairState:
         return len(self.x)
 
     def select(self, idx: torch.Tensor | slice) -> "PairState":
-        """The pairs ``idx`` (an index tensor: a copy; a slice: views, which :meth:`judge` and :meth:`propose`
-        never write into, so that :meth:`assign` can write the window back)."""
+        """The pairs ``idx`` (an index tensor: a copy, which :meth:`assign` writes back; a slice: views, and as
+        :meth:`judge` and :meth:`propose` write every field in place, what they do lands in this state)."""
         return PairState(*(getattr(self, f.name)[idx] for f in fields(self)))
 
     def assign(self, idx: torch.Tensor | slice, part: "PairState") -> None:
@@ -147,18 +158,17 @@ class PairState:
     def judge(self, q: torch.Tensor, factor: float, strict: bool = True) -> torch.Tensor:
         """Test the pending proposals with their quotients ``q`` ``[n]`` (at ``x, x_prime``) by
         :func:`accepted`: accepted ones become the anchors (``tau *= factor``), rejected ones go back
-        (``tau /= factor``). Pairs without a proposal are untouched. Returns the rejected pairs ``[n]`` bool."""
+        (``tau /= factor``). Pairs without a proposal are untouched. Returns the rejected pairs ``[n]`` bool.
+        Writes the fields in place (see :meth:`select`)."""
         accept = self.proposed & accepted(q, self.q, strict)
         reject = self.proposed & ~accept
-        self.tau = torch.where(accept, self.tau * factor, torch.where(reject, self.tau / factor, self.tau))
-        ma = _expand(accept, self.x)
-        self.anchor_x = torch.where(ma, self.x, self.anchor_x)
-        self.anchor_xp = torch.where(ma, self.x_prime, self.anchor_xp)
-        self.q = torch.where(accept, q, self.q)
-        mr = _expand(reject, self.x)
-        self.x = torch.where(mr, self.anchor_x, self.x)
-        self.x_prime = torch.where(mr, self.anchor_xp, self.x_prime)
-        self.proposed = torch.zeros_like(self.proposed)
+        self.tau.copy_(torch.where(accept, self.tau * factor, torch.where(reject, self.tau / factor, self.tau)))
+        _put_rows(self.anchor_x, accept, self.x)
+        _put_rows(self.anchor_xp, accept, self.x_prime)
+        self.q.copy_(torch.where(accept, q, self.q))
+        _put_rows(self.x, reject, self.anchor_x)
+        _put_rows(self.x_prime, reject, self.anchor_xp)
+        self.proposed.zero_()
         return reject
 
     def propose(self, q: torch.Tensor, gx: torch.Tensor, gxp: torch.Tensor, factor: float,
@@ -168,17 +178,17 @@ class PairState:
         :data:`MIN_PAIR_DISTANCE` or not finite are not proposed (the pair stays; with ``strict``,
         ``tau /= factor``)."""
         which = ~self.proposed if which is None else which & ~self.proposed
-        self.q = torch.where(which, q, self.q)
-        nx, nxp = ascent_step(self.x, self.x_prime, gx, gxp, q, self.tau)
+        self.q.copy_(torch.where(which, q, self.q))
+        scale = _expand(self.tau * q, self.x)  # ascent_step's arithmetic, one buffer fewer per tensor
+        nx, nxp = (scale * gx).add_(self.x), (scale * gxp).add_(self.x_prime)
         d = _flat_norm(nx - nxp)
         valid = (d >= MIN_PAIR_DISTANCE) & torch.isfinite(d)
         move, refused = which & valid, which & ~valid
         if strict:
-            self.tau = torch.where(refused, self.tau / factor, self.tau)
-        mm = _expand(move, self.x)
-        self.x = torch.where(mm, nx, self.x)
-        self.x_prime = torch.where(mm, nxp, self.x_prime)
-        self.proposed = move
+            self.tau.copy_(torch.where(refused, self.tau / factor, self.tau))
+        _put_rows(self.x, move, nx)
+        _put_rows(self.x_prime, move, nxp)
+        self.proposed.copy_(move)
 
     def advance(self, q: torch.Tensor, gx: torch.Tensor, gxp: torch.Tensor, factor: float,
                 strict: bool = False) -> None:
