@@ -73,7 +73,7 @@ def ascent_step(x: torch.Tensor, x_prime: torch.Tensor, grad_x: torch.Tensor, gr
                 quotients: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Algorithm 1's move ``x += tau * L * grad_x L`` (same for ``x'``), per pair."""
     scale = _expand(tau * quotients, x)
-    return x + scale * grad_x, x_prime + scale * grad_xp
+    return (scale * grad_x).add_(x), (scale * grad_xp).add_(x_prime)  # = x + scale * grad_x, one buffer fewer
 
 
 def accepted(q_new: torch.Tensor, q_old: torch.Tensor, strict: bool = True) -> torch.Tensor:
@@ -179,8 +179,7 @@ class PairState:
         ``tau /= factor``)."""
         which = ~self.proposed if which is None else which & ~self.proposed
         self.q.copy_(torch.where(which, q, self.q))
-        scale = _expand(self.tau * q, self.x)  # ascent_step's arithmetic, one buffer fewer per tensor
-        nx, nxp = (scale * gx).add_(self.x), (scale * gxp).add_(self.x_prime)
+        nx, nxp = ascent_step(self.x, self.x_prime, gx, gxp, q, self.tau)
         d = _flat_norm(nx - nxp)
         valid = (d >= MIN_PAIR_DISTANCE) & torch.isfinite(d)
         move, refused = which & valid, which & ~valid

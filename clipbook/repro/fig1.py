@@ -33,6 +33,7 @@ import torch
 from ..core.data import load_images, split_lipschitz
 from ..core.evaluation import accuracy, predict
 from ..core.files import read_json, save_torch_atomic, write_json_atomic
+from ..core.l2 import flat_norms
 from .provenance import provenance
 from ..core.lipschitz import PairState, algorithm1_step, difference_quotients
 from tqdm import tqdm  # the text bar: it honours TQDM_DISABLE (tqdm.notebook ignores it)
@@ -79,7 +80,7 @@ def run_algorithm1(model, xa: torch.Tensor, xb: torch.Tensor, ya: torch.Tensor, 
         c, t = pa.max(1); rec["top_a"].append(t); rec["conf_a"].append(c)
         c, t = pb.max(1); rec["top_b"].append(t); rec["conf_b"].append(c)
         rec["quotient"].append(difference_quotients(model, a, b))
-        rec["distance"].append((a - b).flatten(1).norm(dim=1))
+        rec["distance"].append(flat_norms(a - b))
         if s in snapshots:
             snap[s] = (a.clone(), b.clone())
 

@@ -242,8 +242,8 @@ def parameter_settling(r: RunResult, last: int = 5, tolerance: float = 1.0) -> d
     tail = vals[-last:]
     first = next((e["epoch"] for e in h if e[key] > 0), None)
     acc = [e["train_acc"] for e in h[-last:]]
-    target = 100 * r["target"]
+    mean_acc, target = sum(acc) / len(acc), 100 * r["target"]
     return {"run": r["name"], "parameter": "λ" if key == "lam" else "μ", "first epoch > 0": first,
             f"last {last} epochs": f"{min(tail):.3g} – {max(tail):.3g}", "whole run": f"{min(vals):.3g} – {max(vals):.3g}",
-            "end value": f"{vals[-1]:.3g}", f"train acc, last {last} epochs [%]": sum(acc) / len(acc), "target [%]": target,
-            "on target": bool(first is not None and abs(sum(acc) / len(acc) - target) <= tolerance)}
+            "end value": f"{vals[-1]:.3g}", f"train acc, last {last} epochs [%]": mean_acc, "target [%]": target,
+            "on target": bool(first is not None and abs(mean_acc - target) <= tolerance)}
