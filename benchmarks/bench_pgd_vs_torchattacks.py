@@ -1,6 +1,7 @@
 """Standard L2 PGD throughput of the package against torchattacks' PGDL2, side by side in one run: both attack
 every image for all steps (no early stop), one random start, same model, batch and device; the runs alternate
-``--repeats`` times and the median time of each is compared. torchattacks is not a dependency: install it in a
+``--repeats`` times and the median time of each is compared. Stored under ``pgd_vs_torchattacks.cpu`` in
+results/benchmarks.json. torchattacks is not a dependency: install it in a
 throwaway place (``pip install --no-deps torchattacks==3.5.1 -t /tmp/ta``) and run with ``PYTHONPATH=/tmp/ta``.
 
     python benchmarks/bench_pgd_vs_torchattacks.py [--steps 100] [--repeats 5]
@@ -16,11 +17,8 @@ from pathlib import Path
 import torch
 
 from clipbook.core.attacks import pgd_l2
-from clipbook.core.files import merge_json_atomic
-from clipbook.repro.provenance import provenance
 from clipbook.core.models import build_model
-
-OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks.json"
+from clipbook.repro.benchmarks import BENCHMARKS, store_section
 
 BATCH = {"mnist_mlp": 1000, "fashion_cnn": 100}
 
@@ -29,7 +27,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=OUT, help="merge the figures into this JSON (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=BENCHMARKS, help="merge the figures into this JSON (default: %(default)s)")
     args = ap.parse_args(argv)
     try:
         import torchattacks
@@ -57,9 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name}: clipbook {batch / med['clipbook']:.0f} images/s, torchattacks {batch / med['torchattacks']:.0f} "
               f"images/s -> clipbook/torchattacks throughput {out[name]['throughput_ratio']:.2f}x "
               f"(batch {batch}, {args.steps} steps, median of {args.repeats})")
-    merge_json_atomic(args.out, {"pgd_vs_torchattacks": {"cpu": {**out, "torchattacks": torchattacks.__version__,
-                                                                  **provenance(torch.device("cpu"))}}})
-    print(f"written to {args.out}")
+    store_section(args.out, "pgd_vs_torchattacks", torch.device("cpu"), out, torchattacks=torchattacks.__version__)
+    print(f"written to {args.out} (pgd_vs_torchattacks.cpu)")
     return out
 
 
