@@ -124,10 +124,12 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = EQ13
                 break
             adv = _pgd_once(model, x, y, eps, alpha, steps, variant, random_start, generator, early_stop,
                             remaining)[idx]
+            if restarts == 1:  # nothing to choose between: no verification pass
+                best[idx] = adv
+                break
             with torch.no_grad():
                 fooled = model(adv).argmax(1) != y[idx]
-            take = idx[fooled] if restarts > 1 else idx
-            best[take] = adv[fooled] if restarts > 1 else adv
+            best[idx[fooled]] = adv[fooled]
             remaining[idx[fooled]] = False
         return best
 
