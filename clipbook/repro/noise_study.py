@@ -8,7 +8,10 @@ it): the share of noisy images given the most frequent class, that class, and th
 noisy images. A network that is flat around the data gives every noisy image one class with a small logit range.
 
 Stored: ``<results>/noise_response.json`` (one record per run and network, the settings and provenance), written
-atomically; runs without checkpoints (a clone carries the MNIST ones only) are listed as skipped.
+atomically. Each record names the commit that measured it and the run it measured (its training commit and wall
+time). A run whose checkpoints are not on disk (a clone carries the MNIST ones only; the Fashion-MNIST ones stay
+out of git) keeps its records from the previous file if they measured this same run; otherwise it is listed as
+skipped.
 """
 from __future__ import annotations
 
@@ -22,23 +25,50 @@ from typing import Any
 import torch
 
 from ..core.evaluation import accuracy, noise_response
-from ..core.files import write_json_atomic
+from ..core.files import read_json, write_json_atomic
 from . import protocol
 from .provenance import provenance
 from .runner import load_checkpoint, load_split
 from .storage import checkpoint_path, final_checkpoint_path, load_results
 
 
+def run_fingerprint(run: dict[str, Any]) -> str:
+    """What identifies one stored run: its training commit and training wall time (a rerun changes both)."""
+    p = run.get("provenance", {})
+    return f"{p.get('git_commit', '?')[:12]}/{p.get('train_wall_s', 0):.3f}"
+
+
+def earlier_records(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The records of a previous ``noise_response.json`` by run name (empty if there is none); each carries
+    the commit that measured it (older files: the file's own commit)."""
+    if not path.exists():
+        return {}
+    old = read_json(path)
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for rec in old.get("records", []):
+        rec = {"measured_by": old.get("provenance", {}).get("git_commit", "?"), **rec}
+        by_run.setdefault(rec["run"], []).append(rec)
+    return by_run
+
+
 def noise_study(results_dir: str | Path = "results", n: int = 1000, command: str = "") -> dict[str, Any]:
     """Measure every stored run's networks (see the module docstring); writes and returns the record."""
     torch.set_num_threads(1)
     t0, results_dir = time.perf_counter(), Path(results_dir)
-    records, skipped, splits = [], [], {}
+    out_path = results_dir / "noise_response.json"
+    before = earlier_records(out_path)
+    here = provenance()["git_commit"]
+    records, kept, skipped, splits = [], [], [], {}
     for r in load_results(results_dir):
         which = [w for w, path in (("selected", checkpoint_path), ("final", final_checkpoint_path))
                  if path(results_dir, r["name"]).exists()]
         if not which:
-            skipped.append(r["name"])
+            old = [x for x in before.get(r["name"], []) if x.get("run_fingerprint", run_fingerprint(r)) == run_fingerprint(r)]
+            if old:  # measured earlier on this same run, its checkpoints no longer here
+                records.extend({**x, "run_fingerprint": run_fingerprint(r)} for x in old)
+                kept.append(r["name"])
+            else:
+                skipped.append(r["name"])
             continue
         ds = r["dataset"]
         if ds not in splits:
@@ -49,11 +79,12 @@ def noise_study(results_dir: str | Path = "results", n: int = 1000, command: str
             resp = noise_response(model, x, protocol.SIGMA, seed=0, space="normalised",
                                   data_std=protocol.NORMALISATION[ds][1], clip=False)
             records.append({"run": r["name"], "row": r["row"], "dataset": ds, "method": r["method"], "seed": r["seed"],
-                            "network": w, "clean_accuracy": 100 * accuracy(model, x, y), **resp})
+                            "network": w, "clean_accuracy": 100 * accuracy(model, x, y), **resp,
+                            "measured_by": here, "run_fingerprint": run_fingerprint(r)})
     out = {"n": n, "sigma": protocol.SIGMA, "space": "normalised", "clip": False, "noise_seed": 0,
-           "records": records, "skipped": skipped,
+           "records": records, "kept_from_before": kept, "skipped": skipped,
            "provenance": {**provenance(), "command": command, "wall_s": time.perf_counter() - t0}}
-    write_json_atomic(results_dir / "noise_response.json", out)
+    write_json_atomic(out_path, out)
     return out
 
 
@@ -70,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = "python -m clipbook.repro.noise_study " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     out = noise_study(args.results, args.n, command.strip())
-    print(f"{len(out['records'])} networks measured, {len(out['skipped'])} runs without checkpoints skipped "
+    print(f"{len(out['records'])} networks ({len(out['kept_from_before'])} runs kept from the previous file: checkpoints "
+          f"not here), {len(out['skipped'])} runs without checkpoints or an earlier record skipped "
           f"({out['provenance']['wall_s']:.0f} s) -> {args.results / 'noise_response.json'}")
     return 0
 
