@@ -152,3 +152,16 @@ def test_parameter_settling_reports_when_the_parameter_moved_and_whether_accurac
                              "history": [{"epoch": 1, "lam": 0, "mu": 0.0, "train_acc": 92.0},
                                          {"epoch": 2, "lam": 0, "mu": 1e-3, "train_acc": 90.5}]}, last=1)
     assert mu["parameter"] == "μ" and mu["first epoch > 0"] == 2 and mu["on target"]
+
+
+def test_bounds_and_certificates_reads_the_runs_own_bracket():
+    from pathlib import Path
+    from clipbook.repro.reporting import bounds_and_certificates
+    from clipbook.repro.storage import load_results
+    runs = {r["name"]: r for r in load_results(Path(__file__).resolve().parent.parent / "results")}
+    r = runs["fashion-weight_reg85-s0"]
+    b = bounds_and_certificates(r)
+    assert b["lower"] == max(b["pair search"], b["Jacobian"]) == r["beyond"]["bounds"]["lower"]
+    assert b["product (4)"] >= b["lower"] and b["product / lower"] == b["product (4)"] / b["lower"]
+    assert b["certified at ε = 0.05 [%]"] == r["beyond"]["certified_acc"][r["beyond"]["cert_eps"].index(0.05)]
+    assert b["attacks' worst case at ε = 0.5 [%]"] == r["robust"]["worst"][r["robust"]["eps"].index(0.5)]

@@ -247,3 +247,21 @@ def parameter_settling(r: RunResult, last: int = 5, tolerance: float = 1.0) -> d
             f"last {last} epochs": f"{min(tail):.3g} – {max(tail):.3g}", "whole run": f"{min(vals):.3g} – {max(vals):.3g}",
             "end value": f"{vals[-1]:.3g}", f"train acc, last {last} epochs [%]": mean_acc, "target [%]": target,
             "on target": bool(first is not None and abs(mean_acc - target) <= tolerance)}
+
+
+def bounds_and_certificates(r: RunResult, cert_eps: Sequence[float] = (0.05, 0.1)) -> dict[str, Any]:
+    """One run's stored bracket on Lip(f) and what it certifies (``r["beyond"]``, computed by the suite on the
+    selected network): the lower bounds (pair search, Jacobian spectral norm; ``lower`` the larger), the product
+    bound (4) above, their ratio, the certified accuracy [%] of the product bound at ``cert_eps`` and the median
+    certified radius, beside the attacks' worst-case accuracy [%] at ε = 0.5 and 2 on the same network."""
+    b = r["beyond"]
+    bb, rob = b["bounds"], r.get("robust") or {}
+    out = {"run": r["name"], "row": r["row"], "seed": r["seed"], "pair search": bb["pair_search"],
+           "Jacobian": bb["jacobian"], "lower": bb["lower"], "product (4)": bb["upper"],
+           "product / lower": bb["upper"] / bb["lower"]}
+    for e in cert_eps:
+        out[f"certified at ε = {e:g} [%]"] = b["certified_acc"][b["cert_eps"].index(e)]
+    out["median certified radius"] = b["median_certified_radius"]
+    for e in (0.5, 2.0):
+        out[f"attacks' worst case at ε = {e:g} [%]"] = rob["worst"][rob["eps"].index(e)] if e in rob.get("eps", []) else None
+    return out
