@@ -1,10 +1,10 @@
 """Standard L2 PGD throughput of the package against torchattacks' PGDL2, side by side in one run: both attack
 every image for all steps (no early stop), one random start, same model, batch and device; the runs alternate
-``--repeats`` times and the median time of each is compared. Stored under ``pgd_vs_torchattacks.cpu`` in
+``--repeats`` times (in turn first) and the median time of each is compared. Stored under ``pgd_vs_torchattacks.cpu`` in
 results/benchmarks.json. torchattacks is not a dependency: install it in a
 throwaway place (``pip install --no-deps torchattacks==3.5.1 -t /tmp/ta``) and run with ``PYTHONPATH=/tmp/ta``.
 
-    python benchmarks/bench_pgd_vs_torchattacks.py [--steps 100] [--repeats 5]
+    python benchmarks/bench_pgd_vs_torchattacks.py [--steps 100] [--repeats 6]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ BATCH = {"mnist_mlp": 1000, "fashion_cnn": 100}
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--out", type=Path, default=BENCHMARKS, help="merge the figures into this JSON (default: %(default)s)")
     args = ap.parse_args(argv)
     try:
@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> dict:
                               generator=g, early_stop=False)
         times = {"clipbook": [], "torchattacks": []}
         ours(); theirs(x, y)  # warm-up
-        for _ in range(args.repeats):
-            for key, f in (("clipbook", ours), ("torchattacks", lambda: theirs(x, y))):
+        pair = [("clipbook", ours), ("torchattacks", lambda: theirs(x, y))]
+        for r in range(args.repeats):
+            for key, f in (pair if r % 2 == 0 else pair[::-1]):  # ABBA: neither always runs first
                 t = time.perf_counter(); f(); times[key].append(time.perf_counter() - t)
         med = {k: statistics.median(v) for k, v in times.items()}
         out[name] = {"images_per_s": {k: batch / v for k, v in med.items()},
