@@ -2,12 +2,16 @@
 (Table 1, history, strong attacks, curves, bounds, the final network) must be equal for runs that claim to be
 bit-identical. Exit status 1 on any difference.
 
-    python scripts/compare_runs.py A.json B.json
+    python scripts/compare_runs.py A.json B.json [--out RECORD.json]
+
+With the two runs' checkpoints beside them (``checkpoints/<name>.pt`` and ``.final.pt`` next to each JSON) the
+weights are compared too (``torch.equal``). ``--out`` stores the outcome (chapter 6 quotes it).
 """
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 #: keys that hold wall-clock times (they differ between any two runs) or the provenance
 TIMING = {"provenance", "wall_s", "time_s", "eval_time_s", "attacks_wall_s"}
@@ -29,18 +33,41 @@ def differences(a, b, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} != {b!r}"[:200]]
 
 
+def same_weights(pa: Path, pb: Path, name: str) -> dict[str, bool]:
+    """``torch.equal`` on every tensor of each checkpoint both runs have on disk."""
+    import torch
+    out = {}
+    for suffix in (".pt", ".final.pt"):
+        fa, fb = (p.parent / "checkpoints" / f"{name}{suffix}" for p in (pa, pb))
+        if fa.exists() and fb.exists():
+            a, b = (torch.load(f, weights_only=True) for f in (fa, fb))
+            out[f"{name}{suffix}"] = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return out
+
+
 def main(argv: list[str]) -> int:
+    out_file = None
+    if "--out" in argv:
+        i = argv.index("--out")
+        out_file, argv = Path(argv[i + 1]), argv[:i] + argv[i + 2:]
     if len(argv) != 2:
-        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+        print("usage: python scripts/compare_runs.py A.json B.json [--out RECORD.json]", file=sys.stderr)
         return 2
-    a, b = (json.load(open(p)) for p in argv)
+    pa, pb = Path(argv[0]), Path(argv[1])
+    a, b = (json.loads(p.read_text()) for p in (pa, pb))
     diff = differences(a, b)
+    weights = same_weights(pa, pb, a.get("name", ""))
     for d in diff[:20]:
         print(d)
-    pa, pb = a.get("provenance", {}), b.get("provenance", {})
+    ca, cb = (r.get("provenance", {}).get("git_commit", "?") for r in (a, b))
     print(f"{a.get('name')}: {'identical' if not diff else f'{len(diff)} differences'} apart from timings "
-          f"(A: commit {pa.get('git_commit', '?')[:7]}, B: commit {pb.get('git_commit', '?')[:7]})")
-    return 1 if diff else 0
+          f"(A: commit {ca[:7]}, B: commit {cb[:7]}); checkpoints equal: {weights or 'none compared'}")
+    if out_file:
+        record = {"run": a.get("name"), "a_commit": ca, "b_commit": cb,
+                  "b_command": b.get("provenance", {}).get("command"), "identical": not diff,
+                  "differences": diff[:50], "checkpoints_equal": weights, "timing_keys_ignored": sorted(TIMING)}
+        out_file.write_text(json.dumps(record, indent=1) + "\n")
+    return 1 if diff or not all(weights.values()) else 0
 
 
 if __name__ == "__main__":
