@@ -139,3 +139,15 @@ def test_workers_sharing_a_queue_claim_each_run_once(tmp_path):
     assert claim(tmp_path, "mnist-standard-s0") is None  # held by a live process (this one)
     lock.write_text("999999999")  # a process that is gone
     assert claim(tmp_path, "mnist-standard-s0") is not None
+
+
+def test_git_commit_is_dirty_with_changed_or_new_code_anywhere_results_come_from(tmp_path):
+    import subprocess
+    from clipbook.repro.provenance import git_commit
+    run = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+    run("init", "-q"); (tmp_path / "clipbook").mkdir(); (tmp_path / "clipbook" / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("not code\n")
+    run("add", "clipbook"); run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    assert not git_commit(tmp_path).endswith("-dirty")  # an untracked file outside the code does not count
+    (tmp_path / "benchmarks").mkdir(); (tmp_path / "benchmarks" / "b.py").write_text("y = 2\n")
+    assert git_commit(tmp_path).endswith("-dirty")      # a new, untracked benchmark does

@@ -11,15 +11,19 @@ import torch
 from ..core.device import describe
 
 
+#: the code that produces stored results, relative to the repository root: the package, the benchmarks, the scripts
+CODE_PATHS = ("clipbook", "benchmarks", "scripts")
+
+
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The current git commit (with ``-dirty`` if the package's own source has uncommitted changes), or
-    ``"unknown"``."""
-    cwd = cwd or Path(__file__).resolve().parents[1]  # the package: clipbook/
+    """The current git commit, with ``-dirty`` if the code that produces results (:data:`CODE_PATHS`) has
+    uncommitted changes or untracked files (a new module counts), or ``"unknown"``."""
+    cwd = cwd or Path(__file__).resolve().parents[2]  # the repository root (an editable install's checkout)
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", *CODE_PATHS],
+                               cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
