@@ -1,5 +1,5 @@
-"""Attack throughput (images per second) of the package's L2 PGD-100 on both models, batched, every sample
-attacked for all steps (no early stop), on any device. Prints the figures and stores them in
+"""Attack throughput (images per second) of the paper's eq. (13) PGD-100 (sign steps, ``pgd_l2``'s default) on
+both models, batched, every sample attacked for all steps (no early stop), on any device. Prints the figures and stores them in
 results/benchmarks.json under ``pgd_throughput.<device>`` (schema: :mod:`clipbook.repro.benchmarks`).
 
     python benchmarks/bench_pgd.py [--images 1000] [--device auto]

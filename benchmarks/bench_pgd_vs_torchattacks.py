@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
                 t = time.perf_counter(); f(); times[key].append(time.perf_counter() - t)
         med = {k: statistics.median(v) for k, v in times.items()}
         out[name] = {"images_per_s": {k: batch / v for k, v in med.items()},
-                     "throughput_ratio": med["torchattacks"] / med["clipbook"], "batch": batch, "steps": args.steps}
+                     "throughput_ratio": med["torchattacks"] / med["clipbook"], "batch": batch, "steps": args.steps,
+                     "repeats": args.repeats, "seconds": times}
         print(f"{name}: clipbook {batch / med['clipbook']:.0f} images/s, torchattacks {batch / med['torchattacks']:.0f} "
               f"images/s -> clipbook/torchattacks throughput {out[name]['throughput_ratio']:.2f}x "
               f"(batch {batch}, {args.steps} steps, median of {args.repeats})")

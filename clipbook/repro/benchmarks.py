@@ -7,14 +7,16 @@ Layout (``schema`` 2): one section per benchmark, one entry per device type, eac
      "pgd_throughput":      {"cpu": {"provenance": {...}, "models": {...}}},
      "pgd_vs_torchattacks": {"cpu": {"provenance": {...}, "models": {...}, "torchattacks": "3.5.1"}}}
 
-``step_cost`` (``benchmarks/bench_clip_cost.py``): per model ``step_ms`` (ms per training step of every method),
-``ratios`` (method / standard, measured side by side in one run), ``breakdown_ratios`` (the fused CLIP step built
-up from a standard one). ``pgd_throughput`` (``benchmarks/bench_pgd.py``): eq. (13)-style L2 PGD, images per
+``step_cost`` (``benchmarks/bench_clip_cost.py``): per model ``step_ms_rounds`` (ms per training step of every
+method and breakdown stage, per round of the round-robin), ``step_ms`` (their medians), ``ratios`` (method /
+standard: the median of the per-round ratios), ``breakdown_ratios`` (the fused CLIP step built up from a standard
+one, the same way). ``pgd_throughput`` (``benchmarks/bench_pgd.py``): eq. (13) PGD-100 (sign steps), images per
 second. ``pgd_vs_torchattacks`` (``benchmarks/bench_pgd_vs_torchattacks.py``): the package's L2 PGD beside
 torchattacks' PGDL2 in one run.
 """
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,7 @@ def step_cost(bench: dict[str, Any], model: str, device: str = "cpu") -> dict[st
 
 
 def step_ratio(bench: dict[str, Any], model: str, method: str, device: str = "cpu", over: str = "standard") -> float:
-    """Time of one training step of ``method`` over one of ``over`` (both from the same run of the benchmark)."""
-    ms = step_cost(bench, model, device)["step_ms"]
-    return ms[method] / ms[over]
+    """Time of one training step of ``method`` over one of ``over``: the median over the benchmark's rounds of the
+    ratio within each round (both timed in the same run, taking turns), as the stored ``ratios`` are."""
+    rounds = step_cost(bench, model, device)["step_ms_rounds"]
+    return statistics.median(a / b for a, b in zip(rounds[method], rounds[over]))

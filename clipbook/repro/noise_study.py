@@ -10,13 +10,15 @@ noisy images. A network that is flat around the data gives every noisy image one
 Stored: ``<results>/noise_response.json`` (one record per run and network, the settings and provenance), written
 atomically. Each record names the commit that measured it and the run it measured (its training commit and wall
 time). A run whose checkpoints are not on disk (a clone carries the MNIST ones only; the Fashion-MNIST ones stay
-out of git) keeps its records from the previous file if they measured this same run; otherwise it is listed as
-skipped.
+out of git) keeps its records from the previous file if they measured this same run with the same settings
+(:func:`earlier_records`); otherwise it is listed as skipped.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,18 +37,36 @@ from .storage import checkpoint_path, final_checkpoint_path, load_results
 def run_fingerprint(run: dict[str, Any]) -> str:
     """What identifies one stored run: its training commit and training wall time (a rerun changes both)."""
     p = run.get("provenance", {})
-    return f"{p.get('git_commit', '?')[:12]}/{p.get('train_wall_s', 0):.3f}"
+    return f"{p.get('git_commit', '?')}/{p.get('train_wall_s', '?')}"
 
 
-def earlier_records(path: Path) -> dict[str, list[dict[str, Any]]]:
-    """The records of a previous ``noise_response.json`` by run name (empty if there is none); each carries
-    the commit that measured it (older files: the file's own commit)."""
+def fingerprint_at(results_dir: Path, commit: str, name: str) -> str | None:
+    """The fingerprint of run ``name`` as ``results_dir`` held it at ``commit`` (from git), or ``None`` when git,
+    the commit or the file is not there."""
+    try:
+        text = subprocess.run(["git", "show", f"{commit.removesuffix('-dirty')}:./{name}.json"], cwd=results_dir,
+                              capture_output=True, text=True, timeout=30, check=True).stdout
+        return run_fingerprint(json.loads(text))
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def earlier_records(path: Path, settings: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The records of a previous ``noise_response.json`` by run name, each with the commit that measured it and
+    the fingerprint of the run it measured; empty if there is no such file or it was measured with other
+    ``settings``. Records of older files carry no fingerprint: theirs is read from git, the run's JSON as it
+    was at the commit that measured them (a record whose run cannot be found there gets none)."""
     if not path.exists():
         return {}
     old = read_json(path)
+    if any(old.get(k) != v for k, v in settings.items()):
+        return {}
+    commit = old.get("provenance", {}).get("git_commit", "?")
     by_run: dict[str, list[dict[str, Any]]] = {}
     for rec in old.get("records", []):
-        rec = {"measured_by": old.get("provenance", {}).get("git_commit", "?"), **rec}
+        rec = {"measured_by": commit, **rec}
+        if "run_fingerprint" not in rec:
+            rec["run_fingerprint"] = fingerprint_at(path.parent, rec["measured_by"], rec["run"])
         by_run.setdefault(rec["run"], []).append(rec)
     return by_run
 
@@ -56,16 +76,17 @@ def noise_study(results_dir: str | Path = "results", n: int = 1000, command: str
     torch.set_num_threads(1)
     t0, results_dir = time.perf_counter(), Path(results_dir)
     out_path = results_dir / "noise_response.json"
-    before = earlier_records(out_path)
+    settings = {"n": n, "sigma": protocol.SIGMA, "space": "normalised", "clip": False, "noise_seed": 0}
+    before = earlier_records(out_path, settings)
     here = provenance()["git_commit"]
     records, kept, skipped, splits = [], [], [], {}
     for r in load_results(results_dir):
         which = [w for w, path in (("selected", checkpoint_path), ("final", final_checkpoint_path))
                  if path(results_dir, r["name"]).exists()]
         if not which:
-            old = [x for x in before.get(r["name"], []) if x.get("run_fingerprint", run_fingerprint(r)) == run_fingerprint(r)]
+            old = [x for x in before.get(r["name"], []) if x["run_fingerprint"] == run_fingerprint(r)]
             if old:  # measured earlier on this same run, its checkpoints no longer here
-                records.extend({**x, "run_fingerprint": run_fingerprint(r)} for x in old)
+                records.extend(old)
                 kept.append(r["name"])
             else:
                 skipped.append(r["name"])
@@ -81,8 +102,7 @@ def noise_study(results_dir: str | Path = "results", n: int = 1000, command: str
             records.append({"run": r["name"], "row": r["row"], "dataset": ds, "method": r["method"], "seed": r["seed"],
                             "network": w, "clean_accuracy": 100 * accuracy(model, x, y), **resp,
                             "measured_by": here, "run_fingerprint": run_fingerprint(r)})
-    out = {"n": n, "sigma": protocol.SIGMA, "space": "normalised", "clip": False, "noise_seed": 0,
-           "records": records, "kept_from_before": kept, "skipped": skipped,
+    out = {**settings, "records": records, "kept_from_before": kept, "skipped": skipped,
            "provenance": {**provenance(), "command": command, "wall_s": time.perf_counter() - t0}}
     write_json_atomic(out_path, out)
     return out
