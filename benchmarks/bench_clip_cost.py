@@ -1,7 +1,7 @@
 """What CLIP costs: time per training step of each method relative to standard training, side by side in ONE run,
 on any device, with a breakdown of where the fused CLIP step's extra time goes.
 
-    python benchmarks/bench_clip_cost.py [--rounds 7] [--steps 10] [--models mnist_mlp fashion_cnn] [--device auto]
+    python benchmarks/bench_clip_cost.py [--rounds 9] [--steps N] [--models mnist_mlp fashion_cnn] [--device auto]
 
 Every method (and every stage of the breakdown) has its own model and optimiser, built once; the timing then goes
 round-robin: in each of ``--rounds`` rounds every entry runs ``--steps`` steps in turn (the order reversed every
@@ -51,6 +51,8 @@ from clipbook.repro.runner import training_attack
 
 EPOCH_IMAGES = 53000
 DATASET = {"mnist_mlp": "mnist", "fashion_cnn": "fashion"}
+#: steps per entry and round unless --steps says otherwise: about a tenth of a second to a second per entry
+STEPS = {"mnist_mlp": 100, "fashion_cnn": 10}
 METHODS = {"weight_reg": dict(mu=1e-3), "clip (fused, default)": dict(lam=0.5),
            "clip (exact Algorithm 1 + 2)": dict(lam=0.5, fused=False), "adversarial (L2 PGD-10)": dict(adv_steps=10)}
 STAGES = ("+ pair rows", "+ pair input gradients")
@@ -135,22 +137,24 @@ def bench_model(name: str, rounds: int, steps: int, device: torch.device) -> dic
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=7, help="rounds of the round-robin (default: %(default)s)")
-    ap.add_argument("--steps", type=int, default=10, help="steps of each entry per round (default: %(default)s)")
+    ap.add_argument("--rounds", type=int, default=9, help="rounds of the round-robin (default: %(default)s)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help=f"steps of each entry per round (default: {', '.join(f'{k} {v}' for k, v in STEPS.items())})")
     ap.add_argument("--models", nargs="+", choices=sorted(DATASET), default=["mnist_mlp", "fashion_cnn"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=BENCHMARKS)
     args = ap.parse_args(argv)
-    if args.rounds < 1 or args.steps < 1:
+    if args.rounds < 1 or (args.steps is not None and args.steps < 1):
         ap.error("--rounds and --steps must be at least 1")
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(1)
     res = {}
     for name in args.models:
-        r = res[name] = bench_model(name, args.rounds, args.steps, device)
+        steps = args.steps or STEPS[name]
+        r = res[name] = bench_model(name, args.rounds, steps, device)
         print(f"{name} on {device}: standard step {r['step_ms']['standard']:.2f} ms (epoch ~{r['standard_epoch_s']:.1f} s); "
-              f"{args.rounds} rounds x {args.steps} steps, round-robin")
+              f"{args.rounds} rounds x {steps} steps, round-robin")
         for key, v in r["ratios"].items():
             lo, hi = r["ratio_range_over_rounds"][key]
             print(f"  {key:<32} {v:6.2f} x standard   (rounds {lo:.2f}-{hi:.2f})")
