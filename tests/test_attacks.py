@@ -179,3 +179,17 @@ def test_noise_response_tells_a_network_that_gives_noise_one_class():
     torch.manual_seed(0)
     s = noise_response(lin, x, std=0.5, seed=1)
     assert 0.25 <= s["top_class_share"] <= 1.0 and s == noise_response(lin, x, std=0.5, seed=1)  # seeded
+
+
+def test_pgd_with_one_restart_returns_that_restarts_iterates_for_every_sample():
+    from clipbook.core.attacks import _pgd_once, pgd_l2
+    from clipbook.core.models import build_model
+    model = build_model("mnist_mlp", seed=0).eval()
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(1))
+    for early_stop in (True, False):
+        got = pgd_l2(model, x, y, 2.0, 0.05, 20, variant="normalized", random_start=True,
+                     generator=torch.Generator().manual_seed(3), early_stop=early_stop)
+        want = _pgd_once(model, x, y, 2.0, 0.05, 20, "normalized", True, torch.Generator().manual_seed(3), early_stop,
+                         torch.ones(16, dtype=torch.bool))
+        assert torch.equal(got, want)

@@ -105,7 +105,8 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = EQ13
     (alpha = 0.25, 100 steps, eps = 2). ``variant="normalized"`` is the standard L2 PGD step
     ``alpha * grad / ||grad||``; with ``random_start=True`` each restart begins uniformly in the ball.
     A sample is frozen at the first iterate that is misclassified, so the attack's success never decreases
-    with more steps; over ``restarts`` the first successful restart per sample is kept (``early_stop=False``
+    with more steps; over ``restarts`` the first successful restart per sample is kept, and a sample no restart
+    fools comes back as ``x`` itself (with one restart: as that restart's last iterate) (``early_stop=False``
     attacks every sample for all steps: for throughput benchmarks). ``active`` ``[N]`` (bool) attacks only
     those samples and returns the others unchanged; every restart draws its random start for all ``N``
     samples, so a sample's result does not depend on which others are attacked (the cascade of
