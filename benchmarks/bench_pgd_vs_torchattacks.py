@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=6)
-    ap.add_argument("--out", type=Path, default=BENCHMARKS, help="merge the figures into this JSON (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=BENCHMARKS, help="store the figures in this JSON (default: %(default)s)")
     args = ap.parse_args(argv)
     try:
         import torchattacks

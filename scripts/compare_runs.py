@@ -9,9 +9,12 @@ weights are compared too (``torch.equal``). ``--out`` stores the outcome (chapte
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
+
+from clipbook.core.files import write_json_atomic
 
 #: keys that hold wall-clock times (they differ between any two runs) or the provenance
 TIMING = {"provenance", "wall_s", "time_s", "eval_time_s", "attacks_wall_s"}
@@ -46,14 +49,15 @@ def same_weights(pa: Path, pb: Path, name: str) -> dict[str, bool]:
 
 
 def main(argv: list[str]) -> int:
-    out_file = None
-    if "--out" in argv:
-        i = argv.index("--out")
-        out_file, argv = Path(argv[i + 1]), argv[:i] + argv[i + 2:]
-    if len(argv) != 2:
-        print("usage: python scripts/compare_runs.py A.json B.json [--out RECORD.json]", file=sys.stderr)
-        return 2
-    pa, pb = Path(argv[0]), Path(argv[1])
+    ap = argparse.ArgumentParser(prog="python scripts/compare_runs.py", description=__doc__.splitlines()[0])
+    ap.add_argument("a", type=Path, metavar="A.json")
+    ap.add_argument("b", type=Path, metavar="B.json")
+    ap.add_argument("--out", type=Path, metavar="RECORD.json", help="store the outcome here")
+    args = ap.parse_args(argv)
+    pa, pb, out_file = args.a, args.b, args.out
+    for p in (pa, pb):
+        if not p.is_file():
+            ap.error(f"no stored run at {p}")
     a, b = (json.loads(p.read_text()) for p in (pa, pb))
     diff = differences(a, b)
     weights = same_weights(pa, pb, a.get("name", ""))
@@ -66,7 +70,7 @@ def main(argv: list[str]) -> int:
         record = {"run": a.get("name"), "a_commit": ca, "b_commit": cb,
                   "b_command": b.get("provenance", {}).get("command"), "identical": not diff,
                   "differences": diff[:50], "checkpoints_equal": weights, "timing_keys_ignored": sorted(TIMING)}
-        out_file.write_text(json.dumps(record, indent=1) + "\n")
+        write_json_atomic(out_file, record)
     return 1 if diff or not all(weights.values()) else 0
 
 

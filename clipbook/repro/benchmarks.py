@@ -74,3 +74,10 @@ def step_ratio(bench: dict[str, Any], model: str, method: str, device: str = "cp
     ratio within each round (both timed in the same run, taking turns), as the stored ``ratios`` are."""
     rounds = step_cost(bench, model, device)["step_ms_rounds"]
     return statistics.median(a / b for a, b in zip(rounds[method], rounds[over]))
+
+
+def ratio_cells(cost: dict[str, Any]) -> dict[str, str]:
+    """A :func:`step_cost` entry's ratios for a table: per method ``"4.50× (3.54–5.83)"``, the median ratio to a
+    standard step and its range over the benchmark's rounds."""
+    return {m: f"{r:.2f}× ({cost['ratio_range_over_rounds'][m][0]:.2f}–{cost['ratio_range_over_rounds'][m][1]:.2f})"
+            for m, r in cost["ratios"].items()}

@@ -63,10 +63,14 @@ def earlier_records(path: Path, settings: dict[str, Any]) -> dict[str, list[dict
         return {}
     commit = old.get("provenance", {}).get("git_commit", "?")
     by_run: dict[str, list[dict[str, Any]]] = {}
+    from_git: dict[tuple[str, str], str | None] = {}  # one git lookup per run, not per network
     for rec in old.get("records", []):
         rec = {"measured_by": commit, **rec}
         if "run_fingerprint" not in rec:
-            rec["run_fingerprint"] = fingerprint_at(path.parent, rec["measured_by"], rec["run"])
+            key = (rec["measured_by"], rec["run"])
+            if key not in from_git:
+                from_git[key] = fingerprint_at(path.parent, *key)
+            rec["run_fingerprint"] = from_git[key]
         by_run.setdefault(rec["run"], []).append(rec)
     return by_run
 

@@ -256,7 +256,7 @@ def bounds_and_certificates(r: RunResult, cert_eps: Sequence[float] = (0.05, 0.1
     certified radius, beside the attacks' worst-case accuracy [%] at ε = 0.5 and 2 on the same network."""
     b = r["beyond"]
     bb, rob = b["bounds"], r.get("robust") or {}
-    out = {"run": r["name"], "row": r["row"], "seed": r["seed"], "pair search": bb["pair_search"],
+    out = {"run": r["name"], "row": r["row"], "method": r["method"], "seed": r["seed"], "pair search": bb["pair_search"],
            "Jacobian": bb["jacobian"], "lower": bb["lower"], "product (4)": bb["upper"],
            "product / lower": bb["upper"] / bb["lower"]}
     for e in cert_eps:
