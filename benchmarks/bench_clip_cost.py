@@ -23,6 +23,15 @@ optimiser step):
    window of X_Lip, recovering the pair gradients, testing and proposing the moves). The discrepancy rule runs
    once per step in the trainer's loop, outside ``train_step``, in no entry here: it is a few scalar operations.
 
+Beside the times, every entry's arithmetic: the floating-point operations of one step in matrix products and
+convolutions (``torch.utils.flop_counter.FlopCounterMode``, forward and backward; elementwise work is not counted),
+as a ratio to the standard step's. A step ratio near its arithmetic ratio has no overhead left to remove.
+
+Networks with convolutions get one more entry, ``clip (fused) + fold input gradients``: the default fused step on
+the same network after :func:`clipbook.core.fold_gradient.fold_input_gradients` (the first layer's input gradient
+as one matrix product and a fold instead of PyTorch's CPU kernel). It is stored apart (``option_ratios``), since
+the Table 1 runs do not use it.
+
 Synthetic inputs of the right shape are used (timing does not depend on pixel values), so no data is needed.
 Stored in ``results/benchmarks.json`` under ``step_cost.<device>`` (schema: :mod:`clipbook.repro.benchmarks`).
 """
@@ -36,10 +45,12 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from clipbook.core.clip import clip_objective
 from clipbook.core.data import ClassificationSplit
 from clipbook.core.device import resolve_device
+from clipbook.core.fold_gradient import fold_input_gradients
 from clipbook.core.lipschitz import PairState
 from clipbook.core.models import build_model
 from clipbook.core.objectives import make_objective
@@ -56,6 +67,7 @@ STEPS = {"mnist_mlp": 100, "fashion_cnn": 10}
 METHODS = {"weight_reg": dict(mu=1e-3), "clip (fused, default)": dict(lam=0.5),
            "clip (exact Algorithm 1 + 2)": dict(lam=0.5, fused=False), "adversarial (L2 PGD-10)": dict(adv_steps=10)}
 STAGES = ("+ pair rows", "+ pair input gradients")
+FOLD = "clip (fused) + fold input gradients"
 
 
 def _sync(device: torch.device) -> None:
@@ -108,9 +120,12 @@ def bench_model(name: str, rounds: int, steps: int, device: torch.device) -> dic
     split = ClassificationSplit(x[:b], y, x[b:], x[:0], y[:0], x[:0], y[:0])
     task, xb = ClassificationTask(split), split.x_train
     entries: dict[str, Callable[[], object]] = {}
-    for label, over in {"standard": {}, **METHODS}.items():
+    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in build_model(name).modules())
+    for label, over in {"standard": {}, **METHODS, **({FOLD: METHODS["clip (fused, default)"]} if has_conv else {})}.items():
         cfg = TrainConfig(method=label.split(" ")[0], lip_pairs=k, pair_refresh=d["pair_refresh"], **over)
         model = build_model(name, seed=0).to(device)
+        if label == FOLD:
+            fold_input_gradients(model)
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)  # tiny lr: the weights stay put
         g = torch.Generator().manual_seed(0)
         reg = make_objective(cfg, training_attack(cfg))
@@ -120,11 +135,17 @@ def bench_model(name: str, rounds: int, steps: int, device: torch.device) -> dic
     pairs = PairState.start(xp, xp + 0.1 * torch.randn(xp.shape, generator=torch.Generator().manual_seed(1)).to(device))
     for label, fused in zip(STAGES, (False, True)):
         entries[label] = _stage(build_model(name, seed=0).to(device).train(), xb, y, pairs, fused)
+    flops = {}
+    for key, fn in entries.items():  # one step each, counted (not timed)
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        flops[key] = counter.get_total_flops()
     per_round = _round_robin(entries, rounds, steps, device)
     times = {key: statistics.median(v) for key, v in per_round.items()}
     base = times["standard"]
     ratio_rounds = {key: [t / s for t, s in zip(v, per_round["standard"])] for key, v in per_round.items()}
     ratio = {key: statistics.median(v) for key, v in ratio_rounds.items()}
+    options = [FOLD] if has_conv else []
     return {"batch": b, "lip_pairs": k, "rows_per_pass": (b + 2 * k) / b, "rounds": rounds, "steps_per_round": steps,
             "device": str(device), "standard_epoch_s": base * EPOCH_IMAGES / b,
             "step_ms": {key: 1000 * times[key] for key in ("standard", *METHODS)},
@@ -132,7 +153,11 @@ def bench_model(name: str, rounds: int, steps: int, device: torch.device) -> dic
             "ratios": {key: ratio[key] for key in METHODS},
             "ratio_range_over_rounds": {key: [min(ratio_rounds[key]), max(ratio_rounds[key])] for key in METHODS},
             "breakdown_ratios": {"standard": 1.0, **{s: ratio[s] for s in STAGES},
-                                 "clip (fused, default)": ratio["clip (fused, default)"]}}
+                                 "clip (fused, default)": ratio["clip (fused, default)"]},
+            "flops_per_step": flops,
+            "arithmetic_ratios": {key: flops[key] / flops["standard"] for key in flops},
+            "option_ratios": {key: ratio[key] for key in options},
+            "option_ratio_range_over_rounds": {key: [min(ratio_rounds[key]), max(ratio_rounds[key])] for key in options}}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -157,10 +182,13 @@ def main(argv: list[str] | None = None) -> dict:
               f"{args.rounds} rounds x {steps} steps, round-robin")
         for key, v in r["ratios"].items():
             lo, hi = r["ratio_range_over_rounds"][key]
-            print(f"  {key:<32} {v:6.2f} x standard   (rounds {lo:.2f}-{hi:.2f})")
+            print(f"  {key:<32} {v:6.2f} x standard   (rounds {lo:.2f}-{hi:.2f}; arithmetic {r['arithmetic_ratios'][key]:.2f} x)")
+        for key, v in r["option_ratios"].items():
+            lo, hi = r["option_ratio_range_over_rounds"][key]
+            print(f"  {key:<32} {v:6.2f} x standard   (rounds {lo:.2f}-{hi:.2f}; arithmetic {r['arithmetic_ratios'][key]:.2f} x)")
         print(f"  breakdown of the fused CLIP step ({r['rows_per_pass']:.2f}x the rows per pass):")
         for key, v in r["breakdown_ratios"].items():
-            print(f"    {key:<30} {v:6.2f} x standard")
+            print(f"    {key:<30} {v:6.2f} x standard   (arithmetic {r['arithmetic_ratios'][key]:.2f} x)")
     store_section(args.out, "step_cost", device, res)
     print(f"written to {args.out} (step_cost.{device.type})")
     return res

@@ -13,7 +13,8 @@ The public API (``import clipbook as cb``; names are imported on first use, so `
 - attacks: :func:`gaussian_noise`, :class:`PaperPGD` (eq. 13), :class:`L2PGD`, :class:`APGD`,
   :func:`empirical_radii` (needs ``clipbook[attacks]``)
 - models: :func:`mnist_mlp`, :func:`fashion_cnn`, :func:`build_model`, :func:`apply_spectral_norm`,
-  :func:`eval_mode`
+  :func:`eval_mode`; a faster first-layer input gradient for CLIP on CPU: :func:`fold_input_gradients`
+  (:class:`FoldGradConv2d`)
 - data: :func:`load_images`, :func:`split_lipschitz`, :func:`noisy_pairs`
 - the package's trainer: :func:`train`, :class:`TrainConfig`
 
@@ -39,6 +40,7 @@ _API = {
     **dict.fromkeys(("certified_radii", "certified_accuracy"), "core.certify"),
     **dict.fromkeys(("gaussian_noise", "PaperPGD", "L2PGD"), "core.attacks"),
     "APGD": "core.apgd",
+    **dict.fromkeys(("fold_input_gradients", "FoldGradConv2d"), "core.fold_gradient"),
     "empirical_radii": "core.radii",
     **dict.fromkeys(("mnist_mlp", "fashion_cnn", "build_model", "apply_spectral_norm", "eval_mode"), "core.models"),
     **dict.fromkeys(("load_images", "split_lipschitz", "noisy_pairs"), "core.data"),
