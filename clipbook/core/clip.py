@@ -151,7 +151,9 @@ class CLIP:
             per-pair adaptation factor (accepted step: ``tau *= tau_factor``, rejected: ``/=``).
         fused: take the pairs' input gradients from the training step's own backward pass (cheap; the
             proposal is tested one step later). ``False``: a separate exact Algorithm 1 step before each
-            objective (one more forward and backward pass over the pairs).
+            objective (one more forward and backward pass over the pairs). On a CPU, a first convolution with
+            few input channels makes the fused step's pair gradients slow in PyTorch's kernel:
+            :func:`~clipbook.core.fold_gradient.fold_input_gradients` on the model computes them faster.
         lip_power: 1 for ``lam * Lip`` (the paper), 2 for ``lam * Lip ** 2`` (the reference code).
         acc_momentum: :meth:`update` smooths the minibatch accuracies by an exponential moving average with
             this momentum (0: use each value as given); lambda moves against that estimate.
