@@ -47,14 +47,22 @@ class _FoldGradConv(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None
 
 
+def _supported(conv: nn.Conv2d) -> bool:
+    """Whether the fold gradient applies: ``groups = 1``, zero padding given as numbers."""
+    return conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
+
+_UNSUPPORTED = "FoldGradConv2d needs groups=1, padding_mode='zeros' and numeric padding"
+
+
 class FoldGradConv2d(nn.Conv2d):
     """``nn.Conv2d`` (zero padding, ``groups = 1``) whose input gradient is ``fold(W^T @ grad_y)``: same
     forward pass, same parameters and state dict, same weight and bias gradients; input ``[n, c_in, h, w]``."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str):
-            raise ValueError("FoldGradConv2d needs groups=1, padding_mode='zeros' and numeric padding")
+        if not _supported(self):
+            raise ValueError(_UNSUPPORTED)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
@@ -64,10 +72,10 @@ class FoldGradConv2d(nn.Conv2d):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "FoldGradConv2d":
         """The same layer (sharing ``conv``'s parameters) with the fold input gradient."""
+        if not _supported(conv):
+            raise ValueError(_UNSUPPORTED)
         new = cls.__new__(cls)
         new.__dict__.update(conv.__dict__)  # parameters, buffers, hooks and settings are shared, not copied
-        if new.groups != 1 or new.padding_mode != "zeros" or isinstance(new.padding, str):
-            raise ValueError("FoldGradConv2d needs groups=1, padding_mode='zeros' and numeric padding")
         return new
 
 
@@ -79,8 +87,7 @@ def fold_input_gradients(model: nn.Module, max_in_channels: int = 3) -> list[str
     replaced = []
     for name, parent in list(model.named_modules()):
         for child_name, child in list(parent.named_children()):
-            if (type(child) is nn.Conv2d and child.in_channels <= max_in_channels and child.groups == 1
-                    and child.padding_mode == "zeros" and not isinstance(child.padding, str)):
+            if type(child) is nn.Conv2d and child.in_channels <= max_in_channels and _supported(child):
                 setattr(parent, child_name, FoldGradConv2d.from_conv(child))
                 replaced.append(f"{name}.{child_name}" if name else child_name)
     return replaced
