@@ -165,3 +165,10 @@ def test_bounds_and_certificates_reads_the_runs_own_bracket():
     assert b["product (4)"] >= b["lower"] and b["product / lower"] == b["product (4)"] / b["lower"]
     assert b["certified at ε = 0.05 [%]"] == r["beyond"]["certified_acc"][r["beyond"]["cert_eps"].index(0.05)]
     assert b["attacks' worst case at ε = 0.5 [%]"] == r["robust"]["worst"][r["robust"]["eps"].index(0.5)]
+
+
+def test_worst_at_reads_the_radius_asked_for():
+    from clipbook.repro.reporting import worst_at
+    r = {"robust": {"eps": [0.5, 2.0], "worst": [40.0, 3.5]}}
+    assert worst_at(r, 2.0) == 3.5 and worst_at(r, 0.5) == 40.0
+    assert worst_at(r, 1.0) is None and worst_at({}, 2.0) is None

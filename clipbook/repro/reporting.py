@@ -16,12 +16,18 @@ COLUMNS = ("train", "test", "noise", "noise_normalised", "pgd", "worst", "param"
 PAPER_COLUMNS = {"train": 0, "test": 1, "noise": 2, "noise_normalised": 2, "pgd": 3, "param": 4}
 
 
+def worst_at(r: RunResult, eps: float) -> float | None:
+    """The attacks' per-image worst-case accuracy [%] of a stored run at radius ``eps`` (``None`` where the run
+    has no strong-attack evaluation at that radius)."""
+    rob = r.get("robust") or {}
+    return rob["worst"][rob["eps"].index(eps)] if eps in rob.get("eps", []) else None
+
+
 def _value(r: RunResult, column: str) -> float | None:
     if column == "param":
         return reg_parameter(r)
     if column == "worst":
-        rob = r.get("robust")
-        return rob["worst"][rob["eps"].index(protocol.EPS)] if rob and protocol.EPS in rob["eps"] else None
+        return worst_at(r, protocol.EPS)
     return r["metrics"][column]
 
 
@@ -255,7 +261,7 @@ def bounds_and_certificates(r: RunResult, cert_eps: Sequence[float] = (0.05, 0.1
     bound (4) above, their ratio, the certified accuracy [%] of the product bound at ``cert_eps`` and the median
     certified radius, beside the attacks' worst-case accuracy [%] at ε = 0.5 and 2 on the same network."""
     b = r["beyond"]
-    bb, rob = b["bounds"], r.get("robust") or {}
+    bb = b["bounds"]
     out = {"run": r["name"], "row": r["row"], "method": r["method"], "seed": r["seed"], "pair search": bb["pair_search"],
            "Jacobian": bb["jacobian"], "lower": bb["lower"], "product (4)": bb["upper"],
            "product / lower": bb["upper"] / bb["lower"]}
@@ -263,5 +269,5 @@ def bounds_and_certificates(r: RunResult, cert_eps: Sequence[float] = (0.05, 0.1
         out[f"certified at ε = {e:g} [%]"] = b["certified_acc"][b["cert_eps"].index(e)]
     out["median certified radius"] = b["median_certified_radius"]
     for e in (0.5, 2.0):
-        out[f"attacks' worst case at ε = {e:g} [%]"] = rob["worst"][rob["eps"].index(e)] if e in rob.get("eps", []) else None
+        out[f"attacks' worst case at ε = {e:g} [%]"] = worst_at(r, e)
     return out
