@@ -151,3 +151,12 @@ def test_git_commit_is_dirty_with_changed_or_new_code_anywhere_results_come_from
     assert not git_commit(tmp_path).endswith("-dirty")  # an untracked file outside the code does not count
     (tmp_path / "benchmarks").mkdir(); (tmp_path / "benchmarks" / "b.py").write_text("y = 2\n")
     assert git_commit(tmp_path).endswith("-dirty")      # a new, untracked benchmark does
+
+
+def test_provenance_names_the_cpu_and_the_vector_instructions_torch_uses(monkeypatch):
+    import torch
+    from clipbook.repro import provenance as P
+    cpu = P.provenance()["cpu"]
+    assert cpu.endswith(", " + torch.backends.cpu.get_cpu_capability())  # AVX2 and AVX-512 sum differently
+    monkeypatch.setattr(P.Path, "read_text", lambda self: "processor\t: 0\nmodel name\t: Test CPU 9000\n")
+    assert P.cpu_description().startswith("Test CPU 9000, ")

@@ -32,6 +32,21 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
 _STARTED_AT_COMMIT: str | None = None
 
 
+def cpu_description() -> str:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``) and the vector instructions PyTorch's kernels use on it,
+    e.g. ``"AMD EPYC, AVX2"``. Float results on the CPU are deterministic for one such pair, but an AVX-512
+    and an AVX2 machine sum in different orders, so bit-identical reruns need the same one."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def provenance(device: torch.device | None = None) -> dict:
     """Versions and machine facts recorded beside every stored result.
 
@@ -45,6 +60,7 @@ def provenance(device: torch.device | None = None) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, torch threads {torch.get_num_threads()}",
+        "cpu": cpu_description(),
         "git_commit": _STARTED_AT_COMMIT,
         "device": describe(device or torch.device("cpu")),
     }
