@@ -18,6 +18,8 @@ from clipbook.core.files import write_json_atomic
 
 #: keys that hold wall-clock times (they differ between any two runs) or the provenance
 TIMING = {"provenance", "wall_s", "time_s", "eval_time_s", "attacks_wall_s"}
+#: the selected network's Table 1 numbers, stored side by side (A, B) in the record
+TABLE1 = ("best_epoch", "train", "test", "noise", "noise_normalised", "pgd", "lam", "mu", "lip_estimate", "upper_bound")
 
 
 def differences(a, b, path: str = "") -> list[str]:
@@ -67,9 +69,12 @@ def main(argv: list[str]) -> int:
     print(f"{a.get('name')}: {'identical' if not diff else f'{len(diff)} differences'} apart from timings "
           f"(A: commit {ca[:7]}, B: commit {cb[:7]}); checkpoints equal: {weights or 'none compared'}")
     if out_file:
-        record = {"run": a.get("name"), "a_commit": ca, "b_commit": cb,
+        cpu = lambda r: r.get("provenance", {}).get("cpu", "not recorded")  # recorded since fdcac90
+        record = {"run": a.get("name"), "a_commit": ca, "b_commit": cb, "a_cpu": cpu(a), "b_cpu": cpu(b),
                   "b_command": b.get("provenance", {}).get("command"), "identical": not diff,
-                  "differences": diff[:50], "checkpoints_equal": weights, "timing_keys_ignored": sorted(TIMING)}
+                  "n_differences": len(diff), "differences": diff[:50],
+                  "table1": {k: [a["metrics"].get(k), b["metrics"].get(k)] for k in TABLE1 if k in a.get("metrics", {})},
+                  "checkpoints_equal": weights, "timing_keys_ignored": sorted(TIMING)}
         write_json_atomic(out_file, record)
     return 1 if diff or not all(weights.values()) else 0
 
