@@ -139,3 +139,20 @@ def test_reports_time_memory_and_solver():
 def test_unsupported_layers_raise(bad, word):
     with pytest.raises(ValueError, match=word):
         lipsdp_bound(bad)
+
+
+@pytest.mark.parametrize("act,sizes,seed", [(nn.ReLU, (12, 10, 6), 0), (nn.Sigmoid, (10, 8, 8, 4), 1),
+                                            (nn.Tanh, (8, 16, 3), 2), (nn.ReLU, (30, 20, 16, 5), 3)])
+def test_first_order_multipliers_reach_the_sdp_optimum_and_stay_sound(act, sizes, seed, monkeypatch):
+    from clipbook.core.lipsdp import lipsdp_first_order
+    net = _mlp(act, sizes, seed)
+    sdp = lipsdp_bound(net)
+    import sys
+    monkeypatch.setitem(sys.modules, "cvxpy", None)  # the first-order bound needs no SDP solver
+    fo = lipsdp_first_order(net, steps=300)
+    assert fo.verified and sdp.verified
+    assert fo.bound >= sdp.bound * (1 - TOL)  # the SDP's optimum is the smallest bound over all multipliers
+    assert fo.bound <= sdp.bound * 1.01       # and descent gets within 1 % of it on these networks
+    assert _best_lower_bound(net, sizes[0], seed) <= fo.bound <= layerwise_upper_bound(net)
+    rho, ok = verify_bound(mlp_spec(net), fo.multipliers)  # the returned multipliers certify the returned bound
+    assert ok and math.sqrt(rho) <= fo.bound * (1 + 1e-9)

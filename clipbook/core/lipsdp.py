@@ -336,3 +336,99 @@ def lipsdp_bound(model: nn.Module, solver: str = "auto", reduce: bool = True, **
                         lmi_size=spec.lmi_size, verified=ok, solved_lmi_size=solved.lmi_size,
                         solver_bound=math.sqrt(max(rho_s, 0.0)) if math.isfinite(rho_s) else math.nan,
                         multipliers=t_val, status=status)
+
+
+# ---------------------------------------------------------------- without an SDP solver
+
+def _schur_rho(ws: list[torch.Tensor], spec: MLPSpec, t: torch.Tensor) -> torch.Tensor | None:
+    """:func:`min_feasible_rho` in torch float64, differentiable in ``t``; ``None`` when the hidden block is
+    not negative definite. ``ws``: the spec's weights as tensors."""
+    n0, hs = ws[0].shape[1], spec.hidden_sizes
+    ts = torch.split(t, hs)
+    sizes = [n0] + hs
+    offs = [0] + list(np.cumsum(sizes))
+    blocks = [[torch.zeros(sizes[i], sizes[j], dtype=t.dtype) for j in range(len(sizes))] for i in range(len(sizes))]
+    for k in range(1, len(sizes)):
+        ab = torch.as_tensor(spec.alphas[k - 1] * spec.betas[k - 1])
+        apb = torch.as_tensor(spec.alphas[k - 1] + spec.betas[k - 1])
+        wk, tk = ws[k - 1], ts[k - 1]
+        blocks[k - 1][k - 1] = blocks[k - 1][k - 1] - 2 * wk.T @ ((ab * tk)[:, None] * wk)
+        blocks[k][k - 1] = (apb * tk)[:, None] * wk
+        blocks[k - 1][k] = blocks[k][k - 1].T
+        blocks[k][k] = blocks[k][k] - 2 * torch.diag(tk)
+    blocks[-1][-1] = blocks[-1][-1] + ws[-1].T @ ws[-1]
+    m = torch.cat([torch.cat(r, dim=1) for r in blocks], dim=0)  # M(0, T)
+    k_, c, h = m[:n0, :n0], m[n0:, :n0], m[n0:, n0:]
+    chol, info = torch.linalg.cholesky_ex(-h)
+    if int(info) != 0:
+        return None
+    y = torch.linalg.solve_triangular(chol, c, upper=False)
+    return torch.linalg.eigvalsh(k_ + y.T @ y)[-1].clamp_min(0.0)
+
+
+def _feasible_layer_multipliers(spec: MLPSpec) -> np.ndarray:
+    """One multiplier per hidden layer (repeated over its neurons) for which the hidden block of ``M`` is
+    negative definite, from norms alone: eliminating the layers from the last one back, layer ``l`` needs
+    ``2 t_l > ||W_l||^2`` and layer ``k`` needs ``2 t_k > ((alpha + beta) t_{k+1} ||W_k||)^2 / e_{k+1}`` where
+    ``e`` is what the layer after it kept; each is met with a factor 2, so ``e_k = t_k``. ``[N]``."""
+    w, hs = spec.weights, spec.hidden_sizes
+    ts = [0.0] * len(hs)
+    ts[-1] = max(float(np.linalg.norm(w[-1], 2)) ** 2, 1e-12)
+    for k in range(len(hs) - 2, -1, -1):  # hidden layer k+1 feeds layer k+2 through w[k+1]
+        g = float(np.max(np.abs(spec.alphas[k + 1] + spec.betas[k + 1])))
+        ts[k] = max((g * ts[k + 1] * float(np.linalg.norm(w[k + 1], 2))) ** 2 / ts[k + 1], 1e-12)
+    return np.concatenate([np.full(n, t) for n, t in zip(hs, ts)])
+
+
+def lipsdp_first_order(model: nn.Module, steps: int = 300, lr: float = 0.05) -> LipSDPResult:
+    """LipSDP-Neuron's bound without an SDP solver, for networks too large for one (e.g. a CNN's fully
+    connected tail, 3136-1024-10: an LMI of size 4160).
+
+    For fixed multipliers ``T = diag(t)`` the smallest feasible ``rho`` is exact (:func:`min_feasible_rho`), and
+    *any* ``t >= 0`` gives a valid bound; the SDP only finds the best ``t``. Here ``t`` is found by first-order
+    descent instead: a feasible start (:func:`_feasible_layer_multipliers`) scaled by the best factor on a grid,
+    then Adam on ``log t``
+    (``steps`` steps, learning rate ``lr``; a step that leaves the hidden block indefinite is undone and the
+    rate halved), keeping the best ``t`` seen. The result is verified in float64 on the full LMI exactly as
+    :func:`lipsdp_bound`'s is (:func:`verify_bound`), so it is sound; it is at least the SDP's optimum, and
+    equal to it only if descent reaches the optimal ``t``. Needs no cvxpy. ``solve_time_s``: the descent's
+    wall time [s]; ``status``: the steps taken and the best ``rho`` before verification."""
+    spec = mlp_spec(model)
+    solved = reduce_input(spec)
+    ws = [torch.from_numpy(w) for w in solved.weights]
+    start = time.perf_counter()
+    n_t = sum(spec.hidden_sizes)
+    rho_of = lambda t: _schur_rho(ws, solved, t)
+    with torch.no_grad():
+        t0 = torch.from_numpy(_feasible_layer_multipliers(solved))
+        vals = [(r.item(), f) for f in (2.0 ** (i / 2) for i in range(-20, 21))
+                if (r := rho_of(f * t0)) is not None]
+        if not vals:
+            raise ValueError("lipsdp_first_order: found no feasible multipliers (weights not finite?)")
+        best_rho, f = min(vals)
+    best_t = f * t0
+    s = best_t.log().requires_grad_(True)
+    opt = torch.optim.Adam([s], lr=lr)
+    taken = 0
+    for _ in range(steps):
+        prev = s.detach().clone()
+        rho = rho_of(s.exp())
+        if rho is None:  # the last step left the feasible region: undo it, smaller steps
+            with torch.no_grad():
+                s.copy_(best_t.log())
+            for g in opt.param_groups:
+                g["lr"] /= 2
+            continue
+        if rho.item() < best_rho:
+            best_rho, best_t = rho.item(), prev.exp()
+        opt.zero_grad()
+        rho.backward()
+        opt.step()
+        taken += 1
+    elapsed = time.perf_counter() - start
+    t_val = best_t.numpy()
+    rho_v, ok = verify_bound(spec, t_val)
+    return LipSDPResult(bound=math.sqrt(rho_v), solver="first-order (Adam on log T)", solve_time_s=elapsed,
+                        peak_memory_mb=math.nan, lmi_size=spec.lmi_size, verified=ok,
+                        solved_lmi_size=solved.lmi_size, solver_bound=math.sqrt(best_rho), multipliers=t_val,
+                        status=f"{taken} of {steps} steps; best rho {best_rho:.6g}")
