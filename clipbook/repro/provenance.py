@@ -34,8 +34,9 @@ _STARTED_AT_COMMIT: str | None = None
 
 def cpu_description() -> str:
     """The CPU's model name (Linux: ``/proc/cpuinfo``) and the vector instructions PyTorch's kernels use on it,
-    e.g. ``"AMD EPYC, AVX2"``. Float results on the CPU are deterministic for one such pair, but an AVX-512
-    and an AVX2 machine sum in different orders, so bit-identical reruns need the same one."""
+    e.g. ``"AMD EPYC, AVX2"``. CPU training is deterministic on one machine, but a rerun on another machine
+    differed from the stored run (chapter 6); kernels chosen by instruction set are the likely cause, so this is
+    recorded beside every result."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
