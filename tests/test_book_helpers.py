@@ -128,3 +128,19 @@ def test_status_reads_the_stored_results():
     m = s["table1"]["mnist"]
     assert m["paper_rows"] == 7 and 0 < m["rows_stored"] <= 7 and m["runs"] >= m["rows_stored"]
     assert all(isinstance(e, int) for e in m["epochs"])
+
+
+def test_fig2_status_reads_the_seed_study(tmp_path):
+    import json
+    from clipbook.book.status import fig2_status, status_markdown
+    assert fig2_status(tmp_path) is None
+    (tmp_path / "regression").mkdir()
+    st = {"a": {"text": "statement a", "verdict": "holds"}, "b": {"text": "statement b", "verdict": "fails"},
+          "c": {"text": "statement c", "verdict": "undecided"}}
+    (tmp_path / "regression" / "fig2_seeds.json").write_text(json.dumps(
+        {"summary": {"statements": st, "n": 10, "n_not_stuck": 8}}))
+    f2 = fig2_status(tmp_path)
+    assert f2["hold"] == 1 and f2["n"] == 3 and not f2["reproduced"]
+    line = status_markdown({"table1": {}, "fig2": f2})
+    assert "1 of the 3 statements" in line and "8 of 10 seeds" in line
+    assert "fails: statement b" in line and "undecided: statement c" in line

@@ -11,12 +11,6 @@ from ..repro.experiments import PAPER_TABLE1
 from ..core.files import read_json
 from ..repro.storage import load_results
 
-FIG2_STATEMENTS = {
-    "zero_oscillates": "the unregularised network (λ = 0) oscillates in the gaps of the data",
-    "ten_smooth_not_constant": "λ = 10 gives a smooth network that is not constant",
-    "steady_approach": "the networks approach the ground truth steadily as λ decreases",
-    "no_instabilities": "no instabilities along the way",
-}
 DATASET_NAMES = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
 
 
@@ -46,15 +40,19 @@ def table1_status(results: list[dict[str, Any]], dataset: str) -> dict[str, Any]
 
 
 def fig2_status(results_dir: str | Path) -> dict[str, Any] | None:
-    """Which of the paper's statements about Fig. 2 hold in the stored regression run
-    (``regression/fig2.json``'s ``assessment``), or None when there is none."""
-    p = Path(results_dir) / "regression" / "fig2.json"
+    """The verdicts on the paper's Fig. 2 statements over the stored seeds (``regression/fig2_seeds.json``'s
+    ``summary``, :mod:`clipbook.repro.fig2_seeds`), or None when there is none."""
+    p = Path(results_dir) / "regression" / "fig2_seeds.json"
     if not p.exists():
         return None
-    a = read_json(p).get("assessment") or {}
-    held = {k: bool(a[k]) for k in FIG2_STATEMENTS if k in a}
-    return {"statements": held, "n": len(held), "hold": sum(held.values()),
-            "failing": [FIG2_STATEMENTS[k] for k, v in held.items() if not v], "reproduced": a.get("reproduced")}
+    summary = read_json(p)["summary"]
+    st = summary["statements"]
+    return {"statements": {k: v["verdict"] for k, v in st.items()}, "n": len(st),
+            "hold": sum(v["verdict"] == "holds" for v in st.values()),
+            "failing": [v["text"] for v in st.values() if v["verdict"] == "fails"],
+            "undecided": [v["text"] for v in st.values() if v["verdict"] == "undecided"],
+            "seeds": summary["n_not_stuck"], "seeds_all": summary["n"],
+            "reproduced": all(v["verdict"] == "holds" for v in st.values())}
 
 
 def book_status(results_dir: str | Path) -> dict[str, Any]:
@@ -112,9 +110,18 @@ def status_markdown(s: dict[str, Any]) -> str:
     if f2 is None:
         lines.append("**Fig. 2** (regression, chapter 5): no stored run yet.")
     else:
+        seeds = (f" over the {f2['seeds']} of {f2['seeds_all']} seeds whose λ = 0 network is not stuck at a constant"
+                 if f2.get("seeds") else "")
         line = (f"**Fig. 2** (regression, chapter 5): {f2['hold']} of the {f2['n']} statements the paper makes about it "
-                f"hold in the stored run")
-        line += (": it is reproduced." if f2["reproduced"] else
-                 f"; not reproduced: {'; '.join(f2['failing'])}. Chapter 5 shows the closest setting found.")
+                f"hold{seeds}")
+        if f2["reproduced"]:
+            line += ": it is reproduced."
+        else:
+            line += "; not reproduced"
+            if f2["failing"]:
+                line += f", fails: {'; '.join(f2['failing'])}"
+            if f2.get("undecided"):
+                line += f"; undecided: {'; '.join(f2['undecided'])}"
+            line += ". Chapter 5 shows each seed and the setting searched."
         lines.append(line)
     return "\n".join(f"* {x}" for x in lines)
