@@ -75,6 +75,24 @@ def earlier_records(path: Path, settings: dict[str, Any]) -> dict[str, list[dict
     return by_run
 
 
+def networks_to_measure(results_dir: Path, runs: list[dict[str, Any]], before: dict[str, list[dict[str, Any]]]):
+    """Split stored ``runs`` by what is on disk: ``(todo, records, kept, skipped)`` with ``todo`` the pairs
+    ``(run, ["selected", "final"] or a part)`` whose checkpoints are here, ``records`` the earlier records
+    (``before``: run name -> records, each with its ``run_fingerprint``) of the runs without checkpoints that
+    measured this same run, ``kept`` those runs' names and ``skipped`` the names of runs with neither."""
+    todo, records, kept, skipped = [], [], [], []
+    for r in runs:
+        which = [w for w, path in (("selected", checkpoint_path), ("final", final_checkpoint_path))
+                 if path(results_dir, r["name"]).exists()]
+        if which:
+            todo.append((r, which))
+            continue
+        old = [x for x in before.get(r["name"], []) if x["run_fingerprint"] == run_fingerprint(r)]
+        records.extend(old)  # measured earlier on this same run, its checkpoints no longer here
+        (kept if old else skipped).append(r["name"])
+    return todo, records, kept, skipped
+
+
 def noise_study(results_dir: str | Path = "results", n: int = 1000, command: str = "") -> dict[str, Any]:
     """Measure every stored run's networks (see the module docstring); writes and returns the record."""
     torch.set_num_threads(1)
@@ -83,18 +101,9 @@ def noise_study(results_dir: str | Path = "results", n: int = 1000, command: str
     settings = {"n": n, "sigma": protocol.SIGMA, "space": "normalised", "clip": False, "noise_seed": 0}
     before = earlier_records(out_path, settings)
     here = provenance()["git_commit"]
-    records, kept, skipped, splits = [], [], [], {}
-    for r in load_results(results_dir):
-        which = [w for w, path in (("selected", checkpoint_path), ("final", final_checkpoint_path))
-                 if path(results_dir, r["name"]).exists()]
-        if not which:
-            old = [x for x in before.get(r["name"], []) if x["run_fingerprint"] == run_fingerprint(r)]
-            if old:  # measured earlier on this same run, its checkpoints no longer here
-                records.extend(old)
-                kept.append(r["name"])
-            else:
-                skipped.append(r["name"])
-            continue
+    splits = {}
+    todo, records, kept, skipped = networks_to_measure(results_dir, load_results(results_dir), before)
+    for r, which in todo:
         ds = r["dataset"]
         if ds not in splits:
             splits[ds] = load_split(ds)

@@ -37,10 +37,10 @@ from ..core.certify import certified_accuracy, certified_radii
 from ..core.files import read_json, write_json_atomic
 from ..core.lipsdp import lipsdp_first_order
 from .certificates import file_sha1
-from .noise_study import run_fingerprint
+from .noise_study import networks_to_measure, run_fingerprint
 from .provenance import provenance
 from .runner import load_checkpoint, load_split
-from .storage import checkpoint_path, final_checkpoint_path, load_results
+from .storage import checkpoint_path, load_results
 from .suite import CERT_EPS
 
 
@@ -70,18 +70,10 @@ def head_tail_bound(model: nn.Module, input_shape: tuple[int, ...], steps: int =
 
 def fashion_records(results_dir: Path, steps: int, before: dict[str, list[dict]]) -> tuple[list, list, list]:
     """One record per Fashion-MNIST network with a checkpoint here; earlier records of the same runs otherwise."""
-    records, kept, skipped, split = [], [], [], None
-    for r in load_results(results_dir):
-        if r["dataset"] != "fashion":
-            continue
-        which = [w for w, path in (("selected", checkpoint_path), ("final", final_checkpoint_path))
-                 if path(results_dir, r["name"]).exists()]
-        if not which:
-            old = [x for x in before.get(r["name"], []) if x["run_fingerprint"] == run_fingerprint(r)]
-            records.extend(old)
-            (kept if old else skipped).append(r["name"])
-            continue
-        split = split or load_split("fashion")
+    runs = [r for r in load_results(results_dir) if r["dataset"] == "fashion"]
+    todo, records, kept, skipped = networks_to_measure(results_dir, runs, before)
+    split = load_split("fashion") if todo else None
+    for r, which in todo:
         for w in which:
             t0 = time.perf_counter()
             model = load_checkpoint(r, results_dir, which=w).eval()
